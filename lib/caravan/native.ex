@@ -51,6 +51,9 @@ defmodule Caravan.Native do
   @doc false
   def dist_port(_name), do: not_loaded()
 
+  @doc false
+  def decode_consul_addr(_host), do: not_loaded()
+
   defp not_loaded do
     raise RuntimeError,
           load_error() || "Caravan's native library is not loaded (no load was attempted)"

@@ -2,5 +2,7 @@
 //! directly.
 //!
 //! - [`node_name`]: where a node's distribution port comes from (its name).
+//! - [`consul`]: Consul's `<hex-ip>.addr.<dc>.consul` hostnames, decoded locally.
 
+pub mod consul;
 pub mod node_name;

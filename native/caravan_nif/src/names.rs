@@ -1,0 +1,64 @@
+//! NIFs for `caravan_core::node_name` and `caravan_core::consul`.
+
+use caravan_core::{consul, node_name};
+use rustler::{Atom, Binary, Encoder, Env, Term};
+
+mod atoms {
+    rustler::atoms! {
+        empty,
+        not_utf8,
+        too_long,
+        empty_name,
+        empty_host,
+        many_ats,
+        not_a_port,
+        leading_zero,
+        nil,
+    }
+}
+
+fn reason_atom(reason: &str) -> Atom {
+    match reason {
+        "empty" => atoms::empty(),
+        "not_utf8" => atoms::not_utf8(),
+        "too_long" => atoms::too_long(),
+        "empty_name" => atoms::empty_name(),
+        "empty_host" => atoms::empty_host(),
+        "many_ats" => atoms::many_ats(),
+        "leading_zero" => atoms::leading_zero(),
+        _ => atoms::not_a_port(),
+    }
+}
+
+/// `dist_port(name :: binary) :: port | {:error, reason, message}`.
+#[rustler::nif]
+fn dist_port<'a>(env: Env<'a>, name: Binary<'a>) -> Term<'a> {
+    match node_name::dist_port(name.as_slice()) {
+        Ok(port) => port.encode(env),
+        Err(e) => crate::error(env, reason_atom(e.reason()), e.to_string()),
+    }
+}
+
+/// `decode_consul_addr(host :: binary) :: :inet.ip_address() | nil`.
+#[rustler::nif]
+fn decode_consul_addr<'a>(env: Env<'a>, host: Binary<'a>) -> Term<'a> {
+    let decoded = std::str::from_utf8(host.as_slice())
+        .ok()
+        .and_then(consul::decode_addr_host);
+    match decoded {
+        Some(std::net::IpAddr::V4(ip)) => {
+            let [a, b, c, d] = ip.octets();
+            (a, b, c, d).encode(env)
+        }
+        Some(std::net::IpAddr::V6(ip)) => {
+            let [a, b, c, d, e, f, g, h] = ip.segments();
+            // Tuples above arity 7 have no Encoder impl: build the 8-tuple by hand.
+            let parts: Vec<Term<'a>> = [a, b, c, d, e, f, g, h]
+                .iter()
+                .map(|s| s.encode(env))
+                .collect();
+            rustler::types::tuple::make_tuple(env, &parts)
+        }
+        None => atoms::nil().encode(env),
+    }
+}
