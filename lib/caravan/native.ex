@@ -54,6 +54,9 @@ defmodule Caravan.Native do
   @doc false
   def decode_consul_addr(_host), do: not_loaded()
 
+  @doc false
+  def peer_name(_sname, _port, _host), do: not_loaded()
+
   defp not_loaded do
     raise RuntimeError,
           load_error() || "Caravan's native library is not loaded (no load was attempted)"

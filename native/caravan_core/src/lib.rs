@@ -3,6 +3,8 @@
 //!
 //! - [`node_name`]: where a node's distribution port comes from (its name).
 //! - [`consul`]: Consul's `<hex-ip>.addr.<dc>.consul` hostnames, decoded locally.
+//! - [`peer_name`]: where DNS answers become node names (`<sname>-<port>@<host>`).
 
 pub mod consul;
 pub mod node_name;
+pub mod peer_name;

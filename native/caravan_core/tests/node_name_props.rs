@@ -50,3 +50,36 @@ proptest! {
         prop_assert_eq!(dist_port_str(&name).unwrap_err().reason(), "not_a_port");
     }
 }
+
+mod peer_names {
+    use caravan_core::node_name::dist_port_str;
+    use caravan_core::peer_name::{peer_name, Host};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn every_built_name_carries_its_port(
+            sname in "[a-z][a-z0-9_-]{0,40}",
+            port in 1u16..=65535,
+            host in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\\.[a-z0-9]{1,10}){0,4}",
+        ) {
+            let name = peer_name(&sname, port, Host::Name(&host)).unwrap();
+            prop_assert_eq!(dist_port_str(&name), Ok(port));
+        }
+
+        #[test]
+        fn every_address_name_carries_its_port(
+            port in 1u16..=65535, ip in any::<std::net::IpAddr>()
+        ) {
+            let name = peer_name("app", port, Host::Ip(ip)).unwrap();
+            prop_assert_eq!(dist_port_str(&name), Ok(port));
+        }
+
+        #[test]
+        fn arbitrary_hosts_never_panic(host in "\\PC{0,300}", sname in "\\PC{0,80}") {
+            let _ = peer_name(&sname, 4370, Host::Name(&host));
+        }
+    }
+}

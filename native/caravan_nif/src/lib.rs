@@ -8,6 +8,8 @@
 //! `#[rustler::nif]` in the crate.
 
 mod names;
+mod peers;
+mod terms;
 
 use rustler::{Atom, Encoder, Env, Term};
 

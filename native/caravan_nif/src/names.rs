@@ -46,19 +46,7 @@ fn decode_consul_addr<'a>(env: Env<'a>, host: Binary<'a>) -> Term<'a> {
         .ok()
         .and_then(consul::decode_addr_host);
     match decoded {
-        Some(std::net::IpAddr::V4(ip)) => {
-            let [a, b, c, d] = ip.octets();
-            (a, b, c, d).encode(env)
-        }
-        Some(std::net::IpAddr::V6(ip)) => {
-            let [a, b, c, d, e, f, g, h] = ip.segments();
-            // Tuples above arity 7 have no Encoder impl: build the 8-tuple by hand.
-            let parts: Vec<Term<'a>> = [a, b, c, d, e, f, g, h]
-                .iter()
-                .map(|s| s.encode(env))
-                .collect();
-            rustler::types::tuple::make_tuple(env, &parts)
-        }
+        Some(ip) => crate::terms::encode_ip(env, ip),
         None => atoms::nil().encode(env),
     }
 }

@@ -1,0 +1,485 @@
+defmodule Caravan.Cluster.DnsStrategy do
+  @moduledoc """
+  A libcluster strategy that forms a cluster from Consul DNS SRV records.
+
+  Every `poll_interval` it asks the DNS client who serves `query` (for example
+  `likes-service-dist.service.consul`), names each peer
+  `<node_sname>-<port>@<host>` and connects to the new ones.
+
+      config :libcluster,
+        topologies: [
+          caravan: [
+            strategy: Caravan.Cluster.DnsStrategy,
+            config: [
+              query: "likes-service-dist.service.consul",
+              node_sname: "profile-service",
+              poll_interval: 5_000,
+              dns_client: Caravan.DnsClient
+            ]
+          ]
+        ]
+
+  Without libcluster, start it in any supervision tree with flat options
+  (libcluster's default connect, disconnect and list MFAs apply):
+
+      children = [
+        {Caravan.Cluster.DnsStrategy,
+         query: "likes-service-dist.service.consul", node_sname: "likes"}
+      ]
+
+  The options are those of `Caravan.Cluster.Config`; a `:name` option
+  registers the process.
+
+  ## Behaviour
+
+    * The first poll runs at start, then one every `poll_interval`. At most one
+      lookup is in flight: a tick that finds one still running is skipped.
+    * Lookups and connect attempts run in processes of their own, so the
+      strategy always answers (`:sys.get_state/1` included) while DNS hangs.
+    * New peers are connected in parallel, at most `connect_concurrency` at
+      once, each attempt abandoned after `connect_timeout`: a peer that
+      accepts TCP and never completes the handshake delays nobody else.
+      A peer whose attempts fail waits (see `Caravan.Cluster.Membership`)
+      before the next.
+    * A node found earlier and missing from `disconnect_after` consecutive
+      *successful* answers is disconnected. A failed lookup, or an empty answer
+      from a legacy client that cannot tell failure from emptiness, never
+      disconnects anything, and nodes connected by other means are never
+      touched.
+    * Node names are built in Rust from validated records only, at most
+      `max_nodes` per answer, and at most `max_node_names` new atoms per
+      topology over the VM's life (`Caravan.Cluster.NodeNames`).
+    * Logs go through `Logger` with `topology` metadata: connects, disconnects
+      and failures at info/warning, found nodes at debug. When `:telemetry`
+      is loaded (libcluster brings it), libcluster's own events are emitted:
+      `[:libcluster, :connect_node, :ok | :error]` and
+      `[:libcluster, :disconnect_node, :ok | :error]`.
+  """
+
+  use GenServer
+
+  require Logger
+
+  alias Caravan.Cluster.{Config, Membership, NodeNames}
+
+  if Code.ensure_loaded?(Cluster.Strategy) do
+    @behaviour Cluster.Strategy
+  end
+
+  @doc """
+  The child spec for both uses: `{#{inspect(__MODULE__)}, [state]}` as
+  libcluster passes it, and `{#{inspect(__MODULE__)}, opts}` standalone.
+  """
+  @spec child_spec([map()] | keyword()) :: Supervisor.child_spec()
+  def child_spec(args) do
+    %{id: child_id(args), type: :worker, start: {__MODULE__, :start_link, [args]}}
+  end
+
+  @doc """
+  Starts the strategy: `start_link([state])` is libcluster's form (a
+  `%Cluster.Strategy.State{}` or a map with its keys); `start_link(opts)`
+  takes flat `Caravan.Cluster.Config` options plus an optional `:name`.
+  """
+  @spec start_link([map()] | keyword()) :: GenServer.on_start()
+  def start_link([%{} = state]), do: GenServer.start_link(__MODULE__, Config.new(state))
+
+  def start_link(opts) when is_list(opts) do
+    {gen_opts, opts} = Keyword.split(opts, [:name])
+    GenServer.start_link(__MODULE__, Config.new(opts), gen_opts)
+  end
+
+  @doc """
+  Asks DNS once, in the calling process, and returns the peers it names, this
+  node excluded.
+
+  `{:error, reason}` when the lookup failed, and also when a legacy
+  `get_nodes/1` client answered `[]`, since such a client cannot tell "no
+  instances" from "DNS failed".
+  """
+  @spec find_nodes(Config.t()) :: {:ok, [node()]} | {:error, term()}
+  def find_nodes(%Config{} = config) do
+    with {:ok, records} <- lookup(config) do
+      {:ok, records |> to_nodes(config) |> List.delete(Node.self())}
+    end
+  end
+
+  ## GenServer
+
+  @impl GenServer
+  def init(%Config{} = config) do
+    Process.flag(:trap_exit, true)
+    Logger.metadata(topology: config.topology)
+
+    state = %{
+      config: config,
+      membership: Membership.new(),
+      lookup: nil,
+      connecting: %{}
+    }
+
+    {:ok, state, {:continue, :poll}}
+  end
+
+  @impl GenServer
+  def handle_continue(:poll, state), do: {:noreply, poll(state)}
+
+  @impl GenServer
+  def handle_info(:poll, state), do: {:noreply, poll(state)}
+
+  def handle_info({:lookup_done, pid, result}, %{lookup: pid} = state) do
+    {:noreply, handle_lookup(result, %{state | lookup: nil})}
+  end
+
+  def handle_info({:connect_done, pid, node, result, duration}, state) do
+    case Map.pop(state.connecting, pid) do
+      {{^node, timer}, connecting} ->
+        Process.cancel_timer(timer)
+        {:noreply, connected(%{state | connecting: connecting}, node, result, duration)}
+
+      {nil, _} ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:connect_deadline, pid}, state) do
+    case Map.pop(state.connecting, pid) do
+      {{node, _timer}, connecting} ->
+        Process.unlink(pid)
+        Process.exit(pid, :kill)
+        {:noreply, connected(%{state | connecting: connecting}, node, :timeout, nil)}
+
+      {nil, _} ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:EXIT, pid, reason}, %{lookup: pid} = state) when reason != :normal do
+    warn(
+      state,
+      "DNS lookup for #{inspect(state.config.query)} crashed: #{Exception.format_exit(reason)}"
+    )
+
+    {:noreply, %{state | lookup: nil}}
+  end
+
+  def handle_info({:EXIT, pid, reason}, state) when reason != :normal do
+    case Map.pop(state.connecting, pid) do
+      {{node, timer}, connecting} ->
+        Process.cancel_timer(timer)
+        {:noreply, connected(%{state | connecting: connecting}, node, {:crash, reason}, nil)}
+
+      {nil, _} ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  ## Polling
+
+  defp poll(%{lookup: nil, config: config} = state) do
+    Process.send_after(self(), :poll, config.poll_interval)
+    parent = self()
+    pid = spawn_link(fn -> send(parent, {:lookup_done, self(), find_nodes(config)}) end)
+    %{state | lookup: pid}
+  end
+
+  defp poll(%{config: config} = state) do
+    Process.send_after(self(), :poll, config.poll_interval)
+    debug(state, "previous lookup still running; skipping this poll")
+    state
+  end
+
+  defp handle_lookup({:error, reason}, state) do
+    warn(
+      state,
+      "DNS lookup for #{inspect(state.config.query)} failed (#{describe(reason)}); " <>
+        "keeping every connected node until DNS answers again"
+    )
+
+    state
+  end
+
+  defp handle_lookup({:ok, found}, %{config: config} = state) do
+    debug(state, "found nodes #{inspect(found)}")
+    {membership, gone} = Membership.observe(state.membership, found, config.disconnect_after)
+    state = %{state | membership: membership}
+    disconnect(state, gone)
+    connect(state, found)
+  end
+
+  ## Connecting
+
+  defp connect(%{config: config} = state, found) do
+    now = now_ms()
+    connected_nodes = list_nodes(config)
+    in_flight = for {_pid, {node, _}} <- state.connecting, do: node
+
+    candidates =
+      Membership.candidates(state.membership, found, connected_nodes, in_flight, Node.self(), now)
+
+    room = max(config.connect_concurrency - map_size(state.connecting), 0)
+    {now_batch, later} = Enum.split(candidates, room)
+
+    if later != [] do
+      debug(
+        state,
+        "#{length(later)} connect attempt(s) deferred to the next poll (connect_concurrency)"
+      )
+    end
+
+    Enum.reduce(now_batch, state, &start_connect(&2, &1))
+  end
+
+  defp start_connect(%{config: config} = state, node) do
+    {mod, fun, args} = config.connect
+    parent = self()
+
+    pid =
+      spawn_link(fn ->
+        started = System.monotonic_time()
+        result = apply(mod, fun, args ++ [node])
+        send(parent, {:connect_done, self(), node, result, System.monotonic_time() - started})
+      end)
+
+    timer = Process.send_after(self(), {:connect_deadline, pid}, config.connect_timeout)
+    %{state | connecting: Map.put(state.connecting, pid, {node, timer})}
+  end
+
+  defp connected(%{config: config} = state, node, result, duration) do
+    outcome = if result == true, do: :ok, else: :error
+
+    membership =
+      Membership.connect_result(
+        state.membership,
+        node,
+        outcome,
+        now_ms(),
+        config.poll_interval,
+        config.max_backoff
+      )
+
+    state = %{state | membership: membership}
+
+    case result do
+      true ->
+        telemetry([:connect_node, :ok], %{duration: duration}, %{
+          node: node,
+          topology: config.topology
+        })
+
+        info(state, "connected to #{inspect(node)}")
+
+      other ->
+        reason = connect_failure_reason(other)
+
+        telemetry([:connect_node, :error], %{}, %{
+          node: node,
+          topology: config.topology,
+          reason: reason
+        })
+
+        warn(
+          state,
+          "unable to connect to #{inspect(node)}: #{describe_connect_failure(other, config)} " <>
+            "(#{Membership.failures(membership, node)} consecutive failure(s))"
+        )
+    end
+
+    state
+  end
+
+  defp connect_failure_reason(false), do: :unreachable
+  defp connect_failure_reason(:ignored), do: :not_part_of_network
+  defp connect_failure_reason(:timeout), do: :timeout
+  defp connect_failure_reason(other), do: inspect(other)
+
+  defp describe_connect_failure(false, _), do: "not reachable or refused"
+
+  defp describe_connect_failure(:ignored, _),
+    do: "not part of network (this node is not distributed)"
+
+  defp describe_connect_failure(:timeout, config),
+    do: "no handshake within connect_timeout (#{config.connect_timeout} ms)"
+
+  defp describe_connect_failure(other, _), do: inspect(other)
+
+  ## Disconnecting (libcluster's semantics: only listed nodes, never self)
+
+  defp disconnect(_state, []), do: :ok
+
+  defp disconnect(%{config: config} = state, gone) do
+    {mod, fun, args} = config.disconnect
+    connected = MapSet.new(list_nodes(config))
+
+    for node <- gone, node != Node.self() do
+      if MapSet.member?(connected, node) do
+        started = System.monotonic_time()
+
+        case apply(mod, fun, args ++ [node]) do
+          true ->
+            telemetry([:disconnect_node, :ok], %{duration: System.monotonic_time() - started}, %{
+              node: node,
+              topology: config.topology
+            })
+
+            info(
+              state,
+              "disconnected from #{inspect(node)}: missing from #{config.disconnect_after} consecutive DNS answers"
+            )
+
+          other ->
+            reason =
+              case other do
+                false -> :already_disconnected
+                :ignored -> :not_part_of_network
+                other -> inspect(other)
+              end
+
+            telemetry([:disconnect_node, :error], %{}, %{
+              node: node,
+              topology: config.topology,
+              reason: reason
+            })
+
+            warn(state, "disconnect from #{inspect(node)} failed: #{inspect(reason)}")
+        end
+      else
+        debug(state, "forgot #{inspect(node)}: gone from DNS and not connected")
+      end
+    end
+
+    :ok
+  end
+
+  defp list_nodes(%Config{list_nodes: {mod, fun, args}}), do: apply(mod, fun, args)
+
+  ## Lookups and names
+
+  defp lookup(%Config{dns_client: client, query: query} = config) do
+    Code.ensure_loaded(client)
+
+    if function_exported?(client, :lookup, 2) do
+      opts = Keyword.put(config.dns_opts, :resolve_addresses, config.node_host == :address)
+
+      case client.lookup(query, opts) do
+        {:ok, records} when is_list(records) -> {:ok, records}
+        {:error, reason} -> {:error, reason}
+        other -> {:error, {:bad_client_answer, other}}
+      end
+    else
+      case client.get_nodes(query) do
+        [] -> {:error, :empty_answer_from_legacy_client}
+        records when is_list(records) -> {:ok, Enum.map(records, &legacy_record/1)}
+        other -> {:error, {:bad_client_answer, other}}
+      end
+    end
+  end
+
+  defp legacy_record({port, host}), do: %{port: port, host: host, addresses: []}
+  defp legacy_record(other), do: %{port: nil, host: other, addresses: []}
+
+  defp to_nodes(records, config) do
+    {records, dropped} = Enum.split(records, config.max_nodes)
+
+    if dropped != [] do
+      log(
+        :warning,
+        config,
+        "DNS listed #{length(records) + length(dropped)} peers; only the first max_nodes (#{config.max_nodes}) are used"
+      )
+    end
+
+    {nodes, refused} =
+      Enum.reduce(records, {[], 0}, fn record, {nodes, refused} ->
+        with {:ok, name} <- build_name(record, config),
+             {:ok, node} <- NodeNames.to_node(name, config.topology, config.max_node_names) do
+          {[node | nodes], refused}
+        else
+          {:error, :budget_exhausted} ->
+            {nodes, refused + 1}
+
+          {:error, message} ->
+            log(:warning, config, "ignoring DNS record #{inspect(record, limit: 10)}: #{message}")
+            {nodes, refused}
+        end
+      end)
+
+    if refused > 0 do
+      log(
+        :error,
+        config,
+        "refused #{refused} new node name(s): topology #{inspect(config.topology)} has already created " <>
+          "#{NodeNames.minted(config.topology)} node-name atoms, its max_node_names budget " <>
+          "(#{config.max_node_names}). Atoms are never freed; if DNS is trustworthy, raise max_node_names"
+      )
+    end
+
+    nodes |> Enum.reverse() |> Enum.uniq()
+  end
+
+  defp build_name(%{port: port} = record, config) when is_integer(port) and port in 1..65535 do
+    with {:ok, host} <- host_for(record, config) do
+      case Caravan.Native.peer_name(config.node_sname, port, host) do
+        name when is_binary(name) -> {:ok, name}
+        {:error, _reason, message} -> {:error, message}
+      end
+    end
+  end
+
+  defp build_name(%{port: port}, _config), do: {:error, "port #{inspect(port)} is not a TCP port"}
+
+  defp host_for(%{host: host}, %Config{node_host: :target}) when is_binary(host), do: {:ok, host}
+
+  defp host_for(%{host: host}, %Config{node_host: :target}) when is_list(host),
+    do: {:ok, List.to_string(host)}
+
+  defp host_for(%{addresses: [address | _]}, %Config{node_host: :address}), do: {:ok, address}
+
+  defp host_for(%{host: host}, %Config{node_host: :address}) when is_binary(host) do
+    case Caravan.Native.decode_consul_addr(host) do
+      nil ->
+        {:error, "node_host is :address but the answer carries no address for #{inspect(host)}"}
+
+      ip ->
+        {:ok, ip}
+    end
+  end
+
+  defp host_for(record, _config), do: {:error, "no usable host in #{inspect(record, limit: 10)}"}
+
+  ## Logging and telemetry
+
+  defp describe({reason, message}) when is_atom(reason) and is_binary(message),
+    do: "#{reason}: #{message}"
+
+  defp describe(reason), do: inspect(reason)
+
+  defp debug(state, message), do: log(:debug, state.config, message)
+  defp info(state, message), do: log(:info, state.config, message)
+  defp warn(state, message), do: log(:warning, state.config, message)
+
+  defp log(level, %Config{topology: topology}, message) do
+    Logger.log(level, "[caravan:#{topology}] " <> message, topology: topology)
+  end
+
+  # `:telemetry` is an optional, runtime-only dependency: called through
+  # apply/3 so that compiling Caravan does not need it.
+  defp telemetry(event, measurements, metadata) do
+    if Code.ensure_loaded?(:telemetry) do
+      apply(:telemetry, :execute, [[:libcluster | event], measurements, metadata])
+    end
+
+    :ok
+  end
+
+  defp now_ms, do: System.monotonic_time(:millisecond)
+
+  defp child_id([%{topology: topology}]) when is_atom(topology) and topology != nil,
+    do: {__MODULE__, topology}
+
+  defp child_id(opts) when is_list(opts),
+    do: {__MODULE__, Keyword.get(opts, :topology, Keyword.get(opts, :name, :caravan))}
+
+  defp child_id(_), do: __MODULE__
+end
