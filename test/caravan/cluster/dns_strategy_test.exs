@@ -324,6 +324,31 @@ defmodule Caravan.Cluster.DnsStrategyTest do
     assert log =~ "its max_node_names budget (25)"
   end
 
+  test "emits libcluster's telemetry events for connects and disconnects", ctx do
+    :telemetry.attach(self())
+    FakeDns.serve(ctx.query, [{:ok, [record(4001, "a"), record(4002, "refuses")]}])
+
+    capture_log(fn ->
+      start(ctx, disconnect_after: 1)
+
+      assert_receive {:telemetry, [:libcluster, :connect_node, :ok], %{duration: d},
+                      %{node: :"app-4001@a", topology: :unit}},
+                     1_000
+
+      assert is_integer(d)
+
+      assert_receive {:telemetry, [:libcluster, :connect_node, :error], %{},
+                      %{node: :"app-4002@refuses", topology: :unit, reason: :unreachable}},
+                     1_000
+
+      FakeDns.set(ctx.query, [{:ok, []}])
+
+      assert_receive {:telemetry, [:libcluster, :disconnect_node, :ok], %{duration: _},
+                      %{node: :"app-4001@a", topology: :unit}},
+                     1_000
+    end)
+  end
+
   describe "starting" do
     test "as libcluster's supervisor starts it: start_link([state])", ctx do
       FakeDns.serve(ctx.query, [{:ok, [record(4001, "a")]}])
