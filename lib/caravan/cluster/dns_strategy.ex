@@ -62,14 +62,20 @@ defmodule Caravan.Cluster.DnsStrategy do
 
   alias Caravan.Cluster.{Config, Membership, NodeNames}
 
+  # libcluster is optional: declare its behaviour only when it was compiled
+  # first, and mark the two callbacks `@impl` only then.
   if Code.ensure_loaded?(Cluster.Strategy) do
     @behaviour Cluster.Strategy
+    @strategy_impl Cluster.Strategy
+  else
+    @strategy_impl false
   end
 
   @doc """
   The child spec for both uses: `{#{inspect(__MODULE__)}, [state]}` as
   libcluster passes it, and `{#{inspect(__MODULE__)}, opts}` standalone.
   """
+  @impl @strategy_impl
   @spec child_spec([map()] | keyword()) :: Supervisor.child_spec()
   def child_spec(args) do
     %{id: child_id(args), type: :worker, start: {__MODULE__, :start_link, [args]}}
@@ -80,6 +86,7 @@ defmodule Caravan.Cluster.DnsStrategy do
   `%Cluster.Strategy.State{}` or a map with its keys); `start_link(opts)`
   takes flat `Caravan.Cluster.Config` options plus an optional `:name`.
   """
+  @impl @strategy_impl
   @spec start_link([map()] | keyword()) :: GenServer.on_start()
   def start_link([%{} = state]), do: GenServer.start_link(__MODULE__, Config.new(state))
 
