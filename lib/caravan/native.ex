@@ -52,7 +52,13 @@ defmodule Caravan.Native do
   def dist_port(_name), do: not_loaded()
 
   @doc false
+  def node_role(_name), do: not_loaded()
+
+  @doc false
   def decode_consul_addr(_host), do: not_loaded()
+
+  @doc false
+  def random_creation, do: not_loaded()
 
   defp not_loaded do
     raise RuntimeError,

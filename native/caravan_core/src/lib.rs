@@ -3,6 +3,8 @@
 //!
 //! - [`node_name`]: where a node's distribution port comes from (its name).
 //! - [`consul`]: Consul's `<hex-ip>.addr.<dc>.consul` hostnames, decoded locally.
+//! - [`creation`]: random 32-bit creation numbers for epmd-less nodes.
 
 pub mod consul;
+pub mod creation;
 pub mod node_name;
