@@ -119,7 +119,7 @@ defmodule Caravan.Epmd.Client do
         {:ok, 0}
 
       {:error, message} ->
-        log(:error, "Caravan: this node cannot listen: ~ts", [message])
+        Caravan.BootLog.log(:error, "Caravan: this node cannot listen: " <> message)
         raise ArgumentError, message
     end
   end
@@ -143,7 +143,7 @@ defmodule Caravan.Epmd.Client do
         :noport
 
       {:error, message} ->
-        log(:warning, "Caravan: no port for node ~ts: ~ts", [printable(name), message])
+        Caravan.BootLog.log(:warning, "Caravan: no port for node #{printable(name)}: #{message}")
         :noport
     end
   end
@@ -171,7 +171,7 @@ defmodule Caravan.Epmd.Client do
         {:error, :noport}
 
       {:error, message} ->
-        log(:warning, "Caravan: cannot reach node ~ts: ~ts", [printable(name), message])
+        Caravan.BootLog.log(:warning, "Caravan: cannot reach node #{printable(name)}: #{message}")
         {:error, :noport}
     end
   end
@@ -240,7 +240,11 @@ defmodule Caravan.Epmd.Client do
         creation
 
       {:error, _reason, message} ->
-        log(:warning, "Caravan: ~ts; using a pseudo-random creation instead", [message])
+        Caravan.BootLog.log(
+          :warning,
+          "Caravan: #{message}; using a pseudo-random creation instead"
+        )
+
         # 4..2^32-1, as net_kernel's own fallback.
         :rand.uniform(0xFFFFFFFF - 3) + 3
     end
@@ -334,11 +338,7 @@ defmodule Caravan.Epmd.Client do
     end
   end
 
-  # -- logging (no Logger: this runs before Elixir's applications) --------
-
-  defp log(level, format, args) do
-    :logger.log(level, String.to_charlist(format), args, %{domain: [:caravan]})
-  end
+  # -- logging ---------------------------------------------------------------
 
   defp printable(term), do: :io_lib.format(~c"~tP", [term, 10]) |> IO.chardata_to_string()
 end

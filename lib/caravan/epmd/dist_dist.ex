@@ -278,6 +278,5 @@ defmodule Caravan.Epmd.Dist_dist do
 
   defp fix(_reason, _port), do: "."
 
-  defp log_error(message),
-    do: :logger.error(~c"~ts", [message], %{domain: [:caravan]})
+  defp log_error(message), do: Caravan.BootLog.log(:error, message)
 end

@@ -61,6 +61,20 @@ defmodule Caravan.Epmd.ClientTest do
       assert Client.port_please(:"likes-4001", ~c"no.such.host.invalid", 100) == {:port, 4001, 6}
     end
 
+    test "the version is the highest distribution version OTP's dist.hrl declares" do
+      # OTP 25: ERL_DIST_VER_LOW = ERL_DIST_VER_HIGH = 6 (the OTP 23
+      # handshake). Its erl_epmd is built with -Depmd_dist_low=5 and answers 5
+      # for -erl_epmd_port, but OTP 25's dist_util ignores the value.
+      hrl = Path.join(:code.lib_dir(:kernel, :include), "dist.hrl") |> File.read!()
+
+      declared =
+        for [_, version] <- Regex.scan(~r/-define\(ERL_DIST_VER_\d+,\s*(\d+)\)/, hrl),
+            do: String.to_integer(version)
+
+      assert {:port, 4001, version} = Client.port_please(~c"likes-4001", {127, 0, 0, 1})
+      assert version == Enum.max(declared)
+    end
+
     test "is :noport for helpers, which cannot be found by name, and for bad names" do
       assert Client.port_please(~c"rem-1a2b-likes-4001", {127, 0, 0, 1}) == :noport
       assert Client.port_please(~c"likes-04001", {127, 0, 0, 1}) == :noport
