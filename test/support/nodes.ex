@@ -87,7 +87,9 @@ defmodule Caravan.Test.Nodes do
   ## Stopping and cleanup
 
   `stop/1` kills the node's whole process group (`kill -KILL -<pgid>`: the
-  BEAM and anything it spawned) and waits for it to exit. The same happens
+  BEAM and anything it spawned) and every descendant process (some start
+  sessions of their own), then waits for it to exit. Only daemons that
+  detach from their parent escape; no test here starts one. The same happens
   when the process that started the node exits (the node's server traps
   exits) and in the `on_exit` callback, so a failing assertion never leaves
   a node behind; and a node whose stdin closes (the test VM died) halts by
@@ -564,7 +566,6 @@ defmodule Caravan.Test.Nodes.Server do
         :binary,
         :exit_status,
         :stderr_to_stdout,
-        {:line, 65_536},
         {:args, opts[:args]},
         {:env,
          Enum.map(opts[:env], fn {k, v} -> {to_charlist(k), (v && to_charlist(v)) || false} end)},
@@ -579,7 +580,7 @@ defmodule Caravan.Test.Nodes.Server do
       os_pid: os_pid,
       lines: [],
       line_count: 0,
-      partial: [],
+      partial: "",
       status: if(opts[:mode] == :raw, do: :running, else: :booting),
       name: nil,
       exit_status: nil,
@@ -651,19 +652,14 @@ defmodule Caravan.Test.Nodes.Server do
   end
 
   @impl true
-  def handle_info({port, {:data, {:noeol, chunk}}}, %{port: port} = state),
-    do: {:noreply, %{state | partial: [state.partial | chunk]}}
+  # Raw bytes, split into lines here: line mode would hold back a prompt
+  # that has no newline yet.
+  def handle_info({port, {:data, data}}, %{port: port} = state) do
+    [partial | lines] =
+      IO.iodata_to_binary([state.partial, data]) |> String.split("\n") |> Enum.reverse()
 
-  def handle_info({port, {:data, {:eol, chunk}}}, %{port: port} = state) do
-    line = IO.iodata_to_binary([state.partial | chunk])
-    state = %{state | partial: []}
-
-    case line do
-      @marker <> frame -> {:noreply, handle_frame(decode(frame), state)}
-      # Frames start with a newline of their own, in case a log line was cut.
-      "" -> {:noreply, state}
-      _ -> {:noreply, add_line(state, line)}
-    end
+    state = lines |> Enum.reverse() |> Enum.reduce(%{state | partial: partial}, &handle_line/2)
+    {:noreply, state}
   end
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state),
@@ -709,7 +705,16 @@ defmodule Caravan.Test.Nodes.Server do
     :ok
   end
 
-  # -- frames ------------------------------------------------------------------
+  # -- lines and frames --------------------------------------------------------
+
+  defp handle_line(line, state) do
+    case String.trim_trailing(line, "\r") do
+      @marker <> frame -> handle_frame(decode(frame), state)
+      # Frames start with a newline of their own, in case a log line was cut.
+      "" -> state
+      line -> add_line(state, line)
+    end
+  end
 
   defp handle_frame({:ready, name}, state) do
     for from <- state.ready_waiters, do: GenServer.reply(from, {:ok, name})
@@ -772,16 +777,50 @@ defmodule Caravan.Test.Nodes.Server do
   defp kill(%{exit_status: status} = state) when status != nil, do: state
 
   defp kill(state) do
-    # Port children run in a session (and process group) of their own:
-    # kill the whole group when the process leads one, else just it.
-    target =
+    # Port children run in a session (and process group) of their own: kill
+    # the whole group when the process leads one, else just it; and every
+    # descendant, found before the parent dies, since some (the shell under
+    # `script`'s pty) start sessions of their own.
+    descendants = descendants(state.os_pid)
+
+    group =
       case process_group(state.os_pid) do
-        pgid when pgid == state.os_pid -> "-#{pgid}"
-        _other -> "#{state.os_pid}"
+        pgid when pgid == state.os_pid -> ["-#{pgid}"]
+        _other -> ["#{state.os_pid}"]
       end
 
-    System.cmd("kill", ["-KILL", "--", target], stderr_to_stdout: true)
+    System.cmd("kill", ["-KILL", "--" | group ++ Enum.map(descendants, &to_string/1)],
+      stderr_to_stdout: true
+    )
+
     wait_exit(state, 10_000)
+  end
+
+  defp descendants(os_pid) do
+    children =
+      for entry <- File.ls!("/proc"),
+          String.match?(entry, ~r/^\d+$/),
+          {:ok, stat} <- [File.read("/proc/#{entry}/stat")],
+          [_, after_comm] <- [String.split(stat, ") ", parts: 2)],
+          [_state, ppid | _] <- [String.split(after_comm, " ")],
+          reduce: %{} do
+        acc ->
+          Map.update(
+            acc,
+            String.to_integer(ppid),
+            [String.to_integer(entry)],
+            &[String.to_integer(entry) | &1]
+          )
+      end
+
+    collect_descendants([os_pid], children, [])
+  end
+
+  defp collect_descendants([], _children, acc), do: acc
+
+  defp collect_descendants([pid | rest], children, acc) do
+    kids = Map.get(children, pid, [])
+    collect_descendants(kids ++ rest, children, kids ++ acc)
   end
 
   defp wait_exit(%{port: port} = state, timeout) do
