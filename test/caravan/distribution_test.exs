@@ -174,6 +174,19 @@ defmodule Caravan.DistributionTest do
     assert Nodes.rpc!(bad, Node, :list, [:connected]) == []
   end
 
+  test "Caravan's distribution module warns when the epmd module is not Caravan's" do
+    # -erl_epmd_port lets OTP's erl_epmd work without a daemon.
+    node =
+      Nodes.start!(
+        sname: "warn-41098",
+        caravan: false,
+        erl: ~w(-proto_dist Elixir.Caravan.Epmd.Dist -erl_epmd_port 41098)
+      )
+
+    assert Nodes.output(node) =~
+             "runs with the epmd module :erl_epmd, so the listen port and peers' ports do not come from node names"
+  end
+
   describe "a node that cannot listen stops with an error naming node, port and cause" do
     test "when its port is taken" do
       _holder = Nodes.start!(name: "holder-41071@127.0.0.1")

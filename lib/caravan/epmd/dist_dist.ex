@@ -82,6 +82,8 @@ defmodule Caravan.Epmd.Dist_dist do
   def listen(name, host) do
     with {:ok, module} <- fetch_underlying(),
          {:ok, port} <- name_port(name) do
+      warn_unless_caravan_epmd()
+
       result =
         if function_exported?(module, :listen, 2),
           do: module.listen(name, host),
@@ -227,6 +229,30 @@ defmodule Caravan.Epmd.Dist_dist do
            "(#{reason}); TLS transports need the :ssl application on the code path " <>
            "(in a release: extra_applications: [:ssl])"}
     end
+  end
+
+  # The listen port follows the name only through Caravan's epmd module.
+  # net_kernel:epmd_module/0 answers for -epmd_module and, from OTP 27, for
+  # the kernel parameter epmd_module too (and raises when both are given).
+  defp warn_unless_caravan_epmd do
+    case epmd_module() do
+      Caravan.Epmd.Client ->
+        :ok
+
+      other ->
+        Caravan.BootLog.log(
+          :warning,
+          "Caravan: -proto_dist Elixir.Caravan.Epmd.Dist runs with the epmd module #{inspect(other)}, " <>
+            "so the listen port and peers' ports do not come from node names; add " <>
+            "-epmd_module Elixir.Caravan.Epmd.Client (OTP 27: or -kernel epmd_module 'Elixir.Caravan.Epmd.Client')"
+        )
+    end
+  end
+
+  defp epmd_module do
+    :net_kernel.epmd_module()
+  rescue
+    error -> {:invalid, Exception.message(error)}
   end
 
   # -- errors -----------------------------------------------------------------
