@@ -7,8 +7,14 @@ defmodule Caravan.Epmd do
   no trailing digits gets 4370. So `likes-4001@10.0.1.5` and `likes4001@h`
   listen on 4001, and `likes@h` on 4370.
 
-  The rule lives in Rust (`native/caravan_core/src/node_name.rs`); this
-  module converts the name and raises on bad input.
+  Remote shells and rpc helpers are the exception: `rem-<hex>-<name>`,
+  `rpc-<hex>-<name>` and `remsh<hex>-<name>` carry their target's port, so
+  they listen on an ephemeral one instead (`role/1`, `listen_port/1`).
+
+  The rules live in Rust (`native/caravan_core/src/node_name.rs`); this
+  module converts the name and raises on bad input. The modules the VM
+  calls are `Caravan.Epmd.Client` (`-epmd_module`) and
+  `Caravan.Epmd.Dist_dist` (`-proto_dist Elixir.Caravan.Epmd.Dist`).
 
   Names are checked, never guessed at:
 
