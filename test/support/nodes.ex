@@ -868,7 +868,7 @@ defmodule Caravan.Test.Nodes.Control do
     case read() do
       {:boot, {app_env, code}} ->
         case boot(app_env, code) do
-          :ok -> write(marker, {:ready, node()})
+          :ok -> write(marker, {:ready, if(Node.alive?(), do: node())})
           {:error, message} -> write(marker, {:boot_failed, message})
         end
 
