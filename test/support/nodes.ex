@@ -68,7 +68,12 @@ defmodule Caravan.Test.Nodes do
             [
               name: "app-\#{port}@127.0.0.1",
               app_env: [caravan: [query: "app.service.consul"]],
-              boot: quote(do: {:ok, _} = Supervisor.start_link(children(), strategy: :one_for_one))
+              # The strategy's supervision tree would go here.
+              boot:
+                quote do
+                  children = [{Agent, fn -> Application.get_env(:caravan, :query) end}]
+                  {:ok, _} = Supervisor.start_link(children, strategy: :one_for_one)
+                end
             ]
           end
         )

@@ -45,11 +45,14 @@ defmodule Caravan.Epmd.Client do
 
   ## Distribution version
 
-  Version 6 (the OTP 23 handshake). OTP 25's `erl_epmd` answers
-  `?ERL_DIST_VER_LOW`, which is 6 in OTP 25's `dist.hrl`, and OTP 25's
-  `dist_util` always starts the version 6 handshake whatever the value; OTP
-  23 and 24 started the old handshake for 5. Every OTP Caravan supports
-  speaks 6.
+  Version 6, the handshake of OTP 23 and later, which is
+  `ERL_DIST_VER_LOW` and `ERL_DIST_VER_HIGH` in OTP 25's `dist.hrl`. OTP
+  25's `dist_util` does not read the value at all (it always starts the
+  version 6 handshake; a node answering 4, 5, 6 or 7 here connects the
+  same). OTP 25's own `erl_epmd` answers 5 for `-erl_epmd_port` (it is built
+  with `-Depmd_dist_low=5`), a leftover for OTP 22 peers, which OTP 25
+  cannot talk to anyway. OTP 23 and 24 did read it: 5 made them start the
+  old handshake, 6 the new one.
 
   ## Addresses
 
