@@ -15,8 +15,12 @@ defmodule Caravan do
   The work happens in a Rust core loaded as a NIF (`Caravan.Native`, built by
   `mix compile`); the Elixir modules are thin and delegate to it.
 
-  Start a node with these flags:
+  Start a node with these flags (Caravan's ebin goes inside `--erl`: the VM
+  needs it while it boots, before Mix sets up code paths):
 
-      iex --erl "-proto_dist Elixir.Caravan.Epmd.Dist -start_epmd false -epmd_module Elixir.Caravan.Epmd.Client" --sname node3434 -S mix
+      iex --erl "-proto_dist Elixir.Caravan.Epmd.Dist -start_epmd false -epmd_module Elixir.Caravan.Epmd.Client -pa _build/dev/lib/caravan/ebin" --sname node3434 -S mix
+
+  See `Caravan.Epmd.Client` and `Caravan.Epmd.Dist_dist`, and the README's
+  "Distribution without epmd" for releases, TLS, IPv6 and remote shells.
   """
 end

@@ -20,7 +20,8 @@ defmodule Caravan.Bench.RegexPort do
         4370
 
       [digits] ->
-        if String.starts_with?(digits, "0") and byte_size(digits) > 1, do: raise(ArgumentError, "leading zero")
+        if String.starts_with?(digits, "0") and byte_size(digits) > 1,
+          do: raise(ArgumentError, "leading zero")
 
         case String.to_integer(digits) do
           port when port in 1..65535 -> port

@@ -7,8 +7,14 @@ defmodule Caravan.Epmd do
   no trailing digits gets 4370. So `likes-4001@10.0.1.5` and `likes4001@h`
   listen on 4001, and `likes@h` on 4370.
 
-  The rule lives in Rust (`native/caravan_core/src/node_name.rs`); this
-  module converts the name and raises on bad input.
+  Remote shells and rpc helpers are the exception: `rem-<hex>-<name>`,
+  `rpc-<hex>-<name>` and `remsh<hex>-<name>` carry their target's port, so
+  they listen on an ephemeral one instead (`role/1`, `listen_port/1`).
+
+  The rules live in Rust (`native/caravan_core/src/node_name.rs`); this
+  module converts the name and raises on bad input. The modules the VM
+  calls are `Caravan.Epmd.Client` (`-epmd_module`) and
+  `Caravan.Epmd.Dist_dist` (`-proto_dist Elixir.Caravan.Epmd.Dist`).
 
   Names are checked, never guessed at:
 
@@ -41,15 +47,66 @@ defmodule Caravan.Epmd do
       4370
   """
   @spec dist_port(name()) :: :inet.port_number()
-  def dist_port(name) when is_atom(name) and name not in [nil, true, false],
-    do: name |> Atom.to_string() |> port!()
+  def dist_port(name), do: name |> to_binary!() |> port!()
 
-  def dist_port(name) when is_binary(name), do: port!(name)
+  @doc """
+  What the name `name` says about its node: `{:node, port}` for a node that
+  listens on `port`, or `{:helper, target}` for a remote shell or rpc helper
+  attached to the node named `target`.
 
-  def dist_port(name) when is_list(name) do
+  Helpers are what release tooling starts next to a running node:
+  `rem-<id>-<target>` (`bin/app remote`), `rpc-<id>-<target>` (`bin/app rpc`)
+  and `remsh<id>-<target>` (relx, rebar3), where `<id>` is 1 to 16 hex
+  digits. Their names end in their target's digits, so they listen on an
+  ephemeral port instead, and no peer looks them up by name.
+
+  Raises `ArgumentError` as `dist_port/1` does.
+
+  ## Examples
+
+      iex> Caravan.Epmd.role(:"likes-4001@10.0.1.5")
+      {:node, 4001}
+      iex> Caravan.Epmd.role(:"rem-1a2b-likes-4001@10.0.1.5")
+      {:helper, "likes-4001"}
+      iex> Caravan.Epmd.role("rpc-gateway-4001@h")
+      {:node, 4001}
+  """
+  @spec role(name()) :: {:node, :inet.port_number()} | {:helper, String.t()}
+  def role(name) do
+    case Caravan.Native.node_role(to_binary!(name)) do
+      {:error, _reason, message} -> raise ArgumentError, message
+      role -> role
+    end
+  end
+
+  @doc """
+  The port the node named `name` listens on: its name's port, or `0` (an
+  ephemeral port) for a remote shell or rpc helper (see `role/1`).
+
+  ## Examples
+
+      iex> Caravan.Epmd.listen_port(:"likes-4001@10.0.1.5")
+      4001
+      iex> Caravan.Epmd.listen_port(:"rpc-03f9-likes-4001@10.0.1.5")
+      0
+  """
+  @spec listen_port(name()) :: :inet.port_number()
+  def listen_port(name) do
+    case role(name) do
+      {:node, port} -> port
+      {:helper, _target} -> 0
+    end
+  end
+
+  defp to_binary!(name) when is_atom(name) and name not in [nil, true, false],
+    do: Atom.to_string(name)
+
+  defp to_binary!(name) when is_binary(name), do: name
+
+  defp to_binary!(name) when is_list(name) do
     case charlist_to_binary(name) do
       {:ok, binary} ->
-        port!(binary)
+        binary
 
       :error ->
         raise ArgumentError,
@@ -58,7 +115,7 @@ defmodule Caravan.Epmd do
     end
   end
 
-  def dist_port(other) do
+  defp to_binary!(other) do
     raise ArgumentError,
           "expected a node name as an atom, charlist or binary (such as :\"app-4001@host\"), got: " <>
             inspect(other, limit: 20, printable_limit: 100)

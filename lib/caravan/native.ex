@@ -2,17 +2,32 @@ defmodule Caravan.Native do
   # The NIF stubs and their loader. Public modules call these; nothing else
   # should. The library is `priv/native/libcaravan_nif.so`, built by
   # `mix compile` (Mix.Tasks.Compile.CaravanNative).
+  #
+  # The NIF is loaded on the first call, not by an @on_load hook: in an
+  # embedded release (the default for `mix release`) the boot script loads
+  # every module first but runs on_load hooks only once kernel starts its
+  # safe supervisor, which is after distribution started. Distribution calls
+  # Caravan.Epmd.Client, which calls this module, so a module still waiting
+  # for its on_load would be undefined right then ("Protocol ... not
+  # supported"). Loading on first call works in both modes; the code server
+  # (for code:priv_dir/1) is the first child kernel starts.
   @moduledoc false
 
-  @on_load :__load_nif__
+  @load_error {__MODULE__, :load_error}
+  @retrying {__MODULE__, :retrying}
 
   @doc false
-  def __load_nif__ do
+  @spec load() :: :ok | {:error, String.t()}
+  def load do
     path = library_path()
 
     case :erlang.load_nif(String.to_charlist(path), 0) do
       :ok ->
-        :persistent_term.erase({__MODULE__, :load_error})
+        :persistent_term.erase(@load_error)
+        :ok
+
+      # Another process's first call loaded it in the meantime.
+      {:error, {:reload, _text}} ->
         :ok
 
       {:error, {reason, text}} ->
@@ -22,11 +37,9 @@ defmodule Caravan.Native do
             "depends on caravan (it runs `cargo build --release -p caravan_nif` and " <>
             "copies the result to priv/native/)."
 
-        :persistent_term.put({__MODULE__, :load_error}, message)
-        :logger.error(String.to_charlist(message))
-        # Loading the module still succeeds so that every call can raise this
-        # message, instead of an UndefinedFunctionError that names nothing.
-        :ok
+        :persistent_term.put(@load_error, message)
+        Caravan.BootLog.log(:error, message)
+        {:error, message}
     end
   end
 
@@ -46,19 +59,46 @@ defmodule Caravan.Native do
   end
 
   @doc false
-  def load_error, do: :persistent_term.get({__MODULE__, :load_error}, nil)
+  def load_error, do: :persistent_term.get(@load_error, nil)
+
+  # Each stub runs only until the NIF is loaded, which replaces it.
 
   @doc false
-  def dist_port(_name), do: not_loaded()
+  def dist_port(name), do: load_and_call(:dist_port, [name])
 
   @doc false
-  def decode_consul_addr(_host), do: not_loaded()
+  def node_role(name), do: load_and_call(:node_role, [name])
 
   @doc false
-  def peer_name(_sname, _port, _host), do: not_loaded()
+  def decode_consul_addr(host), do: load_and_call(:decode_consul_addr, [host])
 
-  defp not_loaded do
-    raise RuntimeError,
-          load_error() || "Caravan's native library is not loaded (no load was attempted)"
+  @doc false
+  def random_creation, do: load_and_call(:random_creation, [])
+
+  @doc false
+  def peer_name(sname, port, host), do: load_and_call(:peer_name, [sname, port, host])
+
+  defp load_and_call(fun, args) do
+    # A stub reached again while retrying means loading did not replace it:
+    # raise rather than loop.
+    if Process.get(@retrying) do
+      raise RuntimeError,
+            "Caravan's native library loaded but #{fun}/#{length(args)} is still a stub; " <>
+              "rebuild it with `mix compile --force`"
+    end
+
+    case load() do
+      :ok ->
+        Process.put(@retrying, true)
+
+        try do
+          apply(__MODULE__, fun, args)
+        after
+          Process.delete(@retrying)
+        end
+
+      {:error, message} ->
+        raise RuntimeError, message
+    end
   end
 end

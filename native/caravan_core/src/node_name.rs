@@ -137,6 +137,76 @@ pub fn local_part(name: &str) -> Result<&str, NameError> {
     }
 }
 
+/// What a node name says about the node: a node listening on the port its
+/// name carries, or a short-lived helper (remote shell, rpc) attached to
+/// another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role<'a> {
+    /// A node that listens on `port` and is reached there.
+    Node { port: u16 },
+    /// A remote shell or rpc helper named after the node it attaches to.
+    /// Its name ends in its target's digits, so it must not listen on that
+    /// port: it listens on an ephemeral port (or not at all) and no peer can
+    /// find it by name. `target` is the target's local name (`app-4370` in
+    /// `rem-1a2b-app-4370`).
+    Helper { target: &'a str },
+}
+
+/// Longest random id accepted between a helper prefix and its target.
+pub const MAX_HELPER_ID: usize = 16;
+
+/// The role of the node named `name` (a full name or the part before `@`).
+///
+/// Helpers are the names release tooling gives the short-lived nodes it
+/// starts next to a running node `<target>`:
+///
+/// - `rem-<id>-<target>`: `bin/app remote` (Elixir releases);
+/// - `rpc-<id>-<target>`: `bin/app rpc`, `stop`, `pid`, `restart`;
+/// - `remsh<id>-<target>` (also `remsh-<id>-<target>`): relx / rebar3
+///   releases and older scripts.
+///
+/// `<id>` is 1 to [`MAX_HELPER_ID`] hexadecimal digits, which is what those
+/// tools generate (Elixir: 4, relx: 8, Windows `%RANDOM%`: up to 5 decimal
+/// digits), and `<target>` is not empty. Requiring a hex id keeps ordinary
+/// names such as `rpc-gateway-4001` ordinary nodes.
+///
+/// The name's shape is checked as [`dist_port`] checks it; a helper's own
+/// trailing digits are not checked, since it does not listen on them.
+pub fn role(name: &[u8]) -> Result<Role<'_>, NameError> {
+    let name = std::str::from_utf8(name).map_err(|e| NameError::NotUtf8 {
+        shown: escape_bytes(name),
+        offset: e.valid_up_to(),
+    })?;
+    role_str(name)
+}
+
+/// [`role`] for text already known to be UTF-8.
+pub fn role_str(name: &str) -> Result<Role<'_>, NameError> {
+    let local = local_part(name)?;
+    match helper_target(local) {
+        Some(target) => Ok(Role::Helper { target }),
+        None => port_from_local(name, local).map(|port| Role::Node { port }),
+    }
+}
+
+/// The target of a helper's local name, or `None` when `local` is not a
+/// helper's name. See [`role`] for the shapes.
+pub fn helper_target(local: &str) -> Option<&str> {
+    let rest = if let Some(rest) = local.strip_prefix("rem-") {
+        rest
+    } else if let Some(rest) = local.strip_prefix("rpc-") {
+        rest
+    } else if let Some(rest) = local.strip_prefix("remsh") {
+        rest.strip_prefix('-').unwrap_or(rest)
+    } else {
+        return None;
+    };
+    let (id, target) = rest.split_once('-')?;
+    let id_ok =
+        (1..=MAX_HELPER_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit());
+    (id_ok && !target.is_empty()).then_some(target)
+}
+
 fn port_from_local(name: &str, local: &str) -> Result<u16, NameError> {
     let bytes = local.as_bytes();
     let start = bytes
@@ -247,6 +317,51 @@ mod tests {
         let err = port(&long).unwrap_err();
         assert_eq!(err.reason(), "too_long");
         assert!(err.to_string().contains("... (304 bytes)"), "{err}");
+    }
+
+    #[test]
+    fn ordinary_names_are_nodes_on_their_port() {
+        assert_eq!(role(b"likes-4001@10.0.1.5"), Ok(Role::Node { port: 4001 }));
+        assert_eq!(role(b"likes"), Ok(Role::Node { port: DEFAULT_PORT }));
+        assert_eq!(role(b"remote-4001@h"), Ok(Role::Node { port: 4001 }));
+        assert_eq!(role(b"rpc-gateway-4001@h"), Ok(Role::Node { port: 4001 }));
+        assert_eq!(role(b"remshop-4001@h"), Ok(Role::Node { port: 4001 }));
+        assert_eq!(role(b"rem--app-4001@h"), Ok(Role::Node { port: 4001 }));
+        assert_eq!(role(b"rem-1a2b-@h"), Ok(Role::Node { port: DEFAULT_PORT }));
+    }
+
+    #[test]
+    fn release_helpers_are_helpers_of_their_target() {
+        let helper = |target| Ok(Role::Helper { target });
+        // Elixir releases: bin/app remote, bin/app rpc.
+        assert_eq!(role(b"rem-1a2b-app-4370@10.0.1.5"), helper("app-4370"));
+        assert_eq!(role(b"rpc-ffff-app-4370"), helper("app-4370"));
+        assert_eq!(role(b"rpc-03F9-app@h"), helper("app"));
+        // Windows %RANDOM% is decimal, up to 5 digits.
+        assert_eq!(role(b"rem-32767-likes-4001@h"), helper("likes-4001"));
+        // relx / rebar3: remsh<8 hex>-<name>.
+        assert_eq!(role(b"remsh1f2e3d4c-app-4370@h"), helper("app-4370"));
+        assert_eq!(role(b"remsh-1f2e-app-4370@h"), helper("app-4370"));
+    }
+
+    #[test]
+    fn a_helper_does_not_need_a_valid_port_of_its_own() {
+        let target = "app-99999";
+        assert_eq!(role(b"rem-1a2b-app-99999@h"), Ok(Role::Helper { target }));
+        assert_eq!(
+            role(b"rem-1a2b-app-99999@").unwrap_err().reason(),
+            "empty_host"
+        );
+    }
+
+    #[test]
+    fn helper_ids_are_short_hex() {
+        let long = format!("rem-{}-app-4001@h", "a".repeat(MAX_HELPER_ID + 1));
+        assert_eq!(role(long.as_bytes()), Ok(Role::Node { port: 4001 }));
+        let max = format!("rem-{}-app-4001@h", "a".repeat(MAX_HELPER_ID));
+        let target = "app-4001";
+        assert_eq!(role(max.as_bytes()), Ok(Role::Helper { target }));
+        assert_eq!(role(b"rem-xyz-app-4001@h"), Ok(Role::Node { port: 4001 }));
     }
 
     #[test]

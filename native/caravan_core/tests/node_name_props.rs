@@ -83,3 +83,84 @@ mod peer_names {
         }
     }
 }
+// --- helper names (remote shells, rpc nodes) -------------------------------
+
+use caravan_core::node_name::{helper_target, role, role_str, Role, MAX_HELPER_ID};
+
+fn helper_prefix() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("rem-"), Just("rpc-"), Just("remsh"), Just("remsh-")]
+}
+
+fn helper_id() -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[0-9a-fA-F]{{1,{MAX_HELPER_ID}}}")).unwrap()
+}
+
+/// Target names as releases make them: RELEASE_NODE's part before `@`.
+fn target() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_-]{0,30}"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn every_release_helper_name_is_a_helper_of_its_target(
+        prefix in helper_prefix(), id in helper_id(), target in target(), host in host()
+    ) {
+        let mut name = format!("{prefix}{id}-{target}");
+        if let Some(h) = host { name.push('@'); name.push_str(&h); }
+        prop_assert_eq!(role_str(&name), Ok(Role::Helper { target: &target }));
+    }
+
+    #[test]
+    fn names_without_a_helper_prefix_are_nodes_on_their_name_port(
+        prefix in prefix(), dash in any::<bool>(), port in 1u16..=65535, host in host()
+    ) {
+        prop_assume!(!prefix.starts_with("rem") && !prefix.starts_with("rpc-"));
+        let mut name = prefix;
+        if dash { name.push('-'); }
+        name.push_str(&port.to_string());
+        if let Some(h) = host { name.push('@'); name.push_str(&h); }
+        prop_assert_eq!(role_str(&name), Ok(Role::Node { port }));
+    }
+
+    #[test]
+    fn a_non_hex_id_never_makes_a_helper(
+        prefix in helper_prefix(), id in "[g-zG-Z_][a-zA-Z0-9_]{0,8}", port in 1u16..=65535
+    ) {
+        let name = format!("{prefix}{id}-app-{port}@h");
+        prop_assert_eq!(role_str(&name), Ok(Role::Node { port }));
+    }
+
+    #[test]
+    fn role_agrees_with_dist_port(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        match (role(&bytes), dist_port(&bytes)) {
+            (Ok(Role::Node { port }), theirs) => prop_assert_eq!(theirs, Ok(port)),
+            (Ok(Role::Helper { target }), _) => prop_assert!(!target.is_empty()),
+            // A name too malformed for a role is too malformed for a port.
+            (Err(ours), Err(theirs)) => prop_assert_eq!(ours, theirs),
+            (Err(ours), Ok(port)) => prop_assert!(false, "role failed ({ours}), port {port}"),
+        }
+    }
+
+    #[test]
+    fn helper_target_is_a_suffix_of_the_name(local in "\\PC{0,60}") {
+        if let Some(target) = helper_target(&local) {
+            prop_assert!(local.ends_with(target));
+            prop_assert!(!target.is_empty());
+        }
+    }
+}
+
+// --- creation numbers ----------------------------------------------------
+
+use caravan_core::creation;
+
+proptest! {
+    #[test]
+    fn creations_are_never_below_four(draws in proptest::collection::vec(any::<u32>(), 1..8), last in 4u32..) {
+        let mut values = draws.into_iter().chain(std::iter::once(last));
+        let c = creation::from_random(|| values.next().unwrap());
+        prop_assert!(c >= creation::MIN);
+    }
+}

@@ -7,6 +7,7 @@
 //! grouped by the core module they front; rustler registers every
 //! `#[rustler::nif]` in the crate.
 
+mod creation;
 mod names;
 mod peers;
 mod terms;

@@ -1,4 +1,5 @@
-//! NIFs for `caravan_core::node_name` and `caravan_core::consul`.
+//! NIFs for `caravan_core::node_name` (ports and roles from names) and
+//! `caravan_core::consul`.
 
 use caravan_core::{consul, node_name};
 use rustler::{Atom, Binary, Encoder, Env, Term};
@@ -14,6 +15,8 @@ mod atoms {
         not_a_port,
         leading_zero,
         nil,
+        node,
+        helper,
     }
 }
 
@@ -35,6 +38,16 @@ fn reason_atom(reason: &str) -> Atom {
 fn dist_port<'a>(env: Env<'a>, name: Binary<'a>) -> Term<'a> {
     match node_name::dist_port(name.as_slice()) {
         Ok(port) => port.encode(env),
+        Err(e) => crate::error(env, reason_atom(e.reason()), e.to_string()),
+    }
+}
+
+/// `node_role(name :: binary) :: {:node, port} | {:helper, target :: binary} | {:error, reason, message}`.
+#[rustler::nif]
+fn node_role<'a>(env: Env<'a>, name: Binary<'a>) -> Term<'a> {
+    match node_name::role(name.as_slice()) {
+        Ok(node_name::Role::Node { port }) => (atoms::node(), port).encode(env),
+        Ok(node_name::Role::Helper { target }) => (atoms::helper(), target).encode(env),
         Err(e) => crate::error(env, reason_atom(e.reason()), e.to_string()),
     }
 }
