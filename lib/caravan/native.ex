@@ -54,6 +54,21 @@ defmodule Caravan.Native do
   @doc false
   def decode_consul_addr(_host), do: not_loaded()
 
+  @doc false
+  def dns_nameserver(_entry), do: not_loaded()
+
+  @doc false
+  def dns_check_options(_options), do: not_loaded()
+
+  @doc false
+  def dns_check_query(_query), do: not_loaded()
+
+  @doc false
+  def dns_lookup(_pid, _ref, _query, _options), do: not_loaded()
+
+  @doc false
+  def dns_shape(_records, _glue, _max_records), do: not_loaded()
+
   defp not_loaded do
     raise RuntimeError,
           load_error() || "Caravan's native library is not loaded (no load was attempted)"

@@ -7,6 +7,7 @@
 //! grouped by the core module they front; rustler registers every
 //! `#[rustler::nif]` in the crate.
 
+mod dns;
 mod names;
 
 use rustler::{Atom, Encoder, Env, Term};
