@@ -125,10 +125,12 @@ defmodule Caravan.DnsClient do
   The peers serving `query` as `[{port, host}]`, in the order of `lookup/2`.
 
   Uses the options of `config :caravan, :dns`. On failure, logs a warning
-  with the reason and returns `[]`.
+  with the reason and returns `[]`. For example, with
+  `config :caravan, :dns, nameservers: ["127.0.0.1:8600"]`:
 
-      iex> Caravan.DnsClient.get_nodes("likes-dist.service.consul")
-      [{4001, "0a000105.addr.dc1.consul"}, {4002, "0a000106.addr.dc1.consul"}]
+      Caravan.DnsClient.get_nodes("likes-dist.service.consul")
+      #=> [{24567, "0a000105.addr.dc1.consul"}, {31002, "0a000106.addr.dc1.consul"},
+      #=>  {4370, "worker-3.node.dc1.consul"}]
   """
   @spec get_nodes(String.t()) :: [{:inet.port_number(), String.t()}]
   def get_nodes(query), do: nodes(__MODULE__, query)
@@ -141,11 +143,17 @@ defmodule Caravan.DnsClient do
   `{:error, {reason, message}}`. Raises `ArgumentError` for a query that is
   not a domain name and for invalid options.
 
-      iex> Caravan.DnsClient.lookup("likes-dist.service.consul", nameservers: ["127.0.0.1:8600"])
-      {:ok, [%{port: 4001, host: "0a000105.addr.dc1.consul", priority: 1, weight: 1,
-               addresses: [{10, 0, 1, 5}]}]}
-      iex> Caravan.DnsClient.lookup("likes-dist.service.consul", nameservers: ["127.0.0.1:9"], timeout: 500)
-      {:error, {:timeout, "no answer for likes-dist.service.consul SRV from 127.0.0.1:9 (udp with tcp fallback) within 500 ms (2 attempt(s)); ..."}}
+      Caravan.DnsClient.lookup("likes-dist.service.consul", nameservers: ["127.0.0.1:8600"])
+      #=> {:ok,
+      #=>  [%{port: 24567, host: "0a000105.addr.dc1.consul", priority: 1, weight: 1,
+      #=>     addresses: [{10, 0, 1, 5}]},
+      #=>   ...]}
+
+      Caravan.DnsClient.lookup("likes-dist.service.consul",
+        nameservers: ["127.0.0.1:8601"], timeout: 1000)
+      #=> {:error,
+      #=>  {:timeout,
+      #=>   "no answer for likes-dist.service.consul SRV from 127.0.0.1:8601 (udp with tcp fallback) within 1000 ms (2 attempt(s)); check that the nameserver is up and reachable, or raise :timeout"}}
   """
   @spec lookup(String.t(), [Options.option()]) :: {:ok, [target()]} | {:error, error()}
   def lookup(query, opts \\ [])

@@ -17,10 +17,14 @@ defmodule Caravan.DnsClient.InetRes do
       does; `:tcp` sets `usevc`;
     * `:nameservers` `:system` uses OTP's resolver configuration (on Unix,
       `/etc/resolv.conf`);
+    * a UDP query to a closed port fails at once with `:unreachable`
+      (OTP's socket is connected, so it sees the ICMP error; hickory's is
+      not, and waits for the timeout);
     * reasons are mapped to `t:Caravan.DnsClient.reason/0`: `:nxdomain` is an
-      empty answer, `:formerr`, `:notimp` and `:badvers` are
+      empty answer, the response codes FORMERR, NOTIMP and BADVERS are
       `:server_error`, a POSIX error such as `:econnrefused` is
-      `:unreachable`, an undecodable answer is `:malformed`.
+      `:unreachable`, and an answer `:inet_res` cannot decode (its bare
+      `:formerr`) is `:malformed`.
   """
 
   @behaviour Caravan.DnsClient
