@@ -314,6 +314,7 @@ defmodule Caravan.DnsClientTest do
               {[transport: :sctp], "expected :transport to be :udp or :tcp"},
               {[resolve_addresses: 1], "expected :resolve_addresses to be true or false"},
               {[nameservers: []], "expected :nameservers to be :system or a non-empty list"},
+              {[nameservers: ~c"127.0.0.1:8600"], "wrap it in a list"},
               {[colour: :blue], "unknown DNS option(s) [:colour]"}
             ] do
           error = assert_raise ArgumentError, fn -> @client.lookup(@service, opts) end

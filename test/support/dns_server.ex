@@ -156,7 +156,13 @@ defmodule Caravan.Test.DnsServer do
   @impl GenServer
   def init({backend, records, _opts}) do
     Process.flag(:trap_exit, true)
-    dir = Path.join(System.tmp_dir!(), "caravan-dns-#{System.unique_integer([:positive])}")
+
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "caravan-dns-#{System.pid()}-#{System.unique_integer([:positive])}"
+      )
+
     File.mkdir_p!(dir)
     state = %{backend: backend, records: records, dir: dir, port: nil, os: nil, out: []}
 

@@ -47,9 +47,10 @@ defmodule Caravan.DnsClient.InetRes do
   def lookup(query, opts) when is_binary(query) do
     options = Options.validate!(opts)
     name = query!(query)
+    deadline = System.monotonic_time(:millisecond) + options.timeout
 
     case :inet_res.resolve(name, :in, :srv, resolver_opts(options), options.timeout) do
-      {:ok, message} -> {:ok, shape(query, message, options)}
+      {:ok, message} -> {:ok, shape(query, message, options, deadline)}
       {:error, reason} -> error(query, reason, options)
     end
   end
@@ -84,7 +85,7 @@ defmodule Caravan.DnsClient.InetRes do
   defp nameservers(:system), do: []
   defp nameservers(list), do: [nameservers: list]
 
-  defp shape(query, message, options) do
+  defp shape(query, message, options, deadline) do
     records =
       for rr <- :inet_dns.msg(message, :anlist),
           :inet_dns.rr(rr, :type) == :srv,
@@ -102,29 +103,46 @@ defmodule Caravan.DnsClient.InetRes do
     Caravan.DnsClient.warn_about_dropped(query, stats)
 
     if options.resolve_addresses do
-      Enum.map(targets, &resolve(&1, options))
+      Enum.map(targets, &resolve(&1, options, deadline))
     else
       targets
     end
   end
 
-  defp resolve(%{addresses: []} = target, options) do
+  # Address lookups share what is left of the lookup's timeout; a target
+  # whose lookups fail or run out of time keeps no address.
+  defp resolve(%{addresses: []} = target, options, deadline) do
     name = String.to_charlist(target.host <> ".")
     opts = resolver_opts(options)
 
     addresses =
       for type <- [:a, :aaaa],
-          address <- :inet_res.lookup(name, :in, type, opts, options.timeout),
+          left = deadline - System.monotonic_time(:millisecond),
+          left > 0,
+          address <- :inet_res.lookup(name, :in, type, opts, left),
           do: address
 
     %{target | addresses: addresses |> Enum.uniq() |> Enum.sort_by(&address_key/1)}
   end
 
-  defp resolve(target, _options), do: target
+  defp resolve(target, _options, _deadline), do: target
 
   # IPv4 before IPv6, then numerically: the order the Rust shaping uses.
   defp address_key({_, _, _, _} = ip), do: {4, ip}
   defp address_key(ip), do: {6, ip}
+
+  # With no nameserver configured, :inet_res answers :nxdomain itself:
+  # that is not an answer from anyone.
+  defp error(query, :nxdomain, %{nameservers: :system} = options) do
+    if :inet_db.res_option(:nameservers) == [] and :inet_db.res_option(:alt_nameservers) == [] do
+      {:error,
+       {:no_nameservers,
+        "no nameserver to ask for #{query} SRV: OTP's resolver configuration " <>
+          "(/etc/resolv.conf) names none; pass :nameservers, for example [\"127.0.0.1:8600\"]"}}
+    else
+      error(query, {:nxdomain, nil}, options)
+    end
+  end
 
   defp error(_query, :nxdomain, _options), do: {:ok, []}
   defp error(_query, {:nxdomain, _message}, _options), do: {:ok, []}

@@ -156,6 +156,12 @@ defmodule Caravan.DnsClient.Options do
 
   defp nameservers!(:system), do: :system
 
+  defp nameservers!([c | _] = list) when is_integer(c) do
+    raise ArgumentError,
+          "expected :nameservers to be a list of nameservers, got a single one: " <>
+            "#{inspect(list, limit: 20)}; wrap it in a list, as in [#{inspect(list, limit: 20)}]"
+  end
+
   defp nameservers!([_ | _] = list) do
     if length(list) > 64 do
       raise ArgumentError,
