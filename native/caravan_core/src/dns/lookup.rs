@@ -396,14 +396,20 @@ fn address_of(data: &RData) -> Option<IpAddr> {
 /// The nameservers of `/etc/resolv.conf`, read at each lookup so that a
 /// changed file is honoured.
 fn system_nameservers(query: &Query) -> Result<Vec<SocketAddr>, LookupError> {
-    let no_nameservers = |detail: String| LookupError::NoNameservers {
-        query: query.as_str().to_owned(),
-        detail,
-    };
-    let bytes = std::fs::read(RESOLV_CONF)
-        .map_err(|e| no_nameservers(format!("could not read {RESOLV_CONF} ({e})")))?;
+    let bytes =
+        std::fs::read(RESOLV_CONF).map_err(|e| format!("could not read {RESOLV_CONF} ({e})"));
+    bytes
+        .and_then(resolv_conf_nameservers)
+        .map_err(|detail| LookupError::NoNameservers {
+            query: query.as_str().to_owned(),
+            detail,
+        })
+}
+
+/// The nameservers a `resolv.conf` names, in order, without repeats.
+fn resolv_conf_nameservers(bytes: Vec<u8>) -> Result<Vec<SocketAddr>, String> {
     let (config, _opts) = hickory_resolver::system_conf::parse_resolv_conf(bytes)
-        .map_err(|e| no_nameservers(format!("could not parse {RESOLV_CONF} ({e})")))?;
+        .map_err(|e| format!("could not parse {RESOLV_CONF} ({e})"))?;
     let mut servers: Vec<SocketAddr> = Vec::new();
     for ns in config.name_servers() {
         let port = ns.connections.first().map_or(53, |c| c.port);
@@ -413,7 +419,7 @@ fn system_nameservers(query: &Query) -> Result<Vec<SocketAddr>, LookupError> {
         }
     }
     if servers.is_empty() {
-        return Err(no_nameservers(format!("{RESOLV_CONF} names no nameserver")));
+        return Err(format!("{RESOLV_CONF} names no nameserver"));
     }
     Ok(servers)
 }
@@ -422,6 +428,20 @@ fn system_nameservers(query: &Query) -> Result<Vec<SocketAddr>, LookupError> {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    #[test]
+    fn resolv_conf_nameservers_in_order_without_repeats() {
+        let conf = b"# comment\nsearch example.com\nnameserver 10.0.0.2\nnameserver ::1\nnameserver 10.0.0.2\noptions timeout:1\n";
+        let servers = resolv_conf_nameservers(conf.to_vec()).unwrap();
+        let shown: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.2:53", "[::1]:53"]);
+    }
+
+    #[test]
+    fn a_resolv_conf_without_nameservers_is_an_error() {
+        let err = resolv_conf_nameservers(b"search example.com\n".to_vec()).unwrap_err();
+        assert!(err.contains("no nameservers"), "{err}");
+    }
 
     #[test]
     fn a_reply_dropped_unsent_on_another_thread_delivers_internal() {
