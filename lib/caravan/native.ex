@@ -78,6 +78,23 @@ defmodule Caravan.Native do
   @doc false
   def peer_name(sname, port, host), do: load_and_call(:peer_name, [sname, port, host])
 
+  @doc false
+  def dns_nameserver(entry), do: load_and_call(:dns_nameserver, [entry])
+
+  @doc false
+  def dns_check_options(options), do: load_and_call(:dns_check_options, [options])
+
+  @doc false
+  def dns_check_query(query), do: load_and_call(:dns_check_query, [query])
+
+  @doc false
+  def dns_lookup(pid, ref, query, options),
+    do: load_and_call(:dns_lookup, [pid, ref, query, options])
+
+  @doc false
+  def dns_shape(records, glue, max_records),
+    do: load_and_call(:dns_shape, [records, glue, max_records])
+
   defp load_and_call(fun, args) do
     # A stub reached again while retrying means loading did not replace it:
     # raise rather than loop.

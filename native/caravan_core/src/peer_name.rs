@@ -6,12 +6,11 @@
 
 use std::net::IpAddr;
 
+use crate::dns::hostname;
 use crate::node_name::{self, MAX_NAME_CHARS};
 
 /// Longest `node_sname`: leaves room for `-65535@` and a host.
 pub const MAX_SNAME_CHARS: usize = 64;
-/// Longest DNS hostname in text form (RFC 1123, without the trailing dot).
-pub const MAX_HOST_CHARS: usize = 253;
 
 /// The host part of a peer's node name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,40 +69,17 @@ pub fn validate_sname(sname: &str) -> Result<(), PeerNameError> {
     Ok(())
 }
 
-/// Checks an RFC 1123 hostname (letters, digits and inner hyphens in labels
-/// of 1..63 characters, 253 in all). A single trailing dot is allowed.
+/// Checks an RFC 1123 hostname with the rule SRV targets are held to
+/// ([`crate::dns::hostname`]). A single trailing dot is allowed.
 pub fn validate_hostname(host: &str) -> Result<(), PeerNameError> {
-    let bad = |why| {
-        Err(PeerNameError::BadHost {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    match hostname::hostname_problem(name) {
+        None => Ok(()),
+        Some(why) => Err(PeerNameError::BadHost {
             host: host.escape_debug().take(80).collect(),
             why,
-        })
-    };
-    let name = host.strip_suffix('.').unwrap_or(host);
-    if name.is_empty() {
-        return bad("it is empty");
+        }),
     }
-    if name.len() > MAX_HOST_CHARS {
-        return bad("it is longer than 253 characters");
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return bad("it has an empty label");
-        }
-        if label.len() > 63 {
-            return bad("a label is longer than 63 characters");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return bad("a label has a character other than a letter, digit or '-'");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return bad("a label starts or ends with '-'");
-        }
-    }
-    Ok(())
 }
 
 /// Builds `<sname>-<port>@<host>`, lowercasing a hostname and dropping its

@@ -8,6 +8,7 @@
 //! `#[rustler::nif]` in the crate.
 
 mod creation;
+mod dns;
 mod names;
 mod peers;
 mod terms;

@@ -1,0 +1,235 @@
+defmodule Caravan.DnsClient do
+  @moduledoc """
+  Who serves `likes-dist.service.consul`? The DNS client behaviour, and the
+  default client (a NIF over hickory-resolver, on a tokio runtime of
+  Caravan's own).
+
+  The module is both: `dns_client: Caravan.DnsClient` in a strategy's
+  configuration uses it as the client. `Caravan.DnsClient.InetRes` is the
+  same client over OTP's `:inet_res`.
+
+  ## Results
+
+  `lookup/2` tells "no instances" from "DNS is broken":
+
+    * `{:ok, targets}`: the answer, shaped (see below). NXDOMAIN and an
+      answer without SRV records are `{:ok, []}`: the service has no
+      instances.
+    * `{:error, {reason, message}}`: the lookup failed, and says nothing
+      about the service's members. A strategy must keep its current members
+      on an error. `reason` is one of `t:reason/0`; `message` is readable
+      text naming the query, the nameservers and the likely fix, for logs.
+
+  Each target is a map:
+
+      %{port: 4001, host: "0a000105.addr.dc1.consul", priority: 1, weight: 1,
+        addresses: [{10, 0, 1, 5}]}
+
+  Targets are shaped in Rust (`caravan_core::dns::answer`) before they
+  arrive:
+
+    * `host` is lowercase, without its trailing dot, and always an RFC 1123
+      hostname. A record whose target is not one (or whose port is 0) is
+      dropped, counted and logged as a warning, never returned: node names
+      are atoms, built from these hosts.
+    * the order is fixed: priority (lowest first), weight (highest first),
+      host, port. A host and port listed twice appear once.
+    * `addresses` holds the A/AAAA records the server sent in the ADDITIONAL
+      section for that host, plus the address encoded in a Consul
+      `<hex>.addr.<dc>.consul` name; with `resolve_addresses: true`, targets
+      still without one are looked up. Sorted, IPv4 first.
+    * at most `:max_records` targets are returned; a warning says how many
+      more there were.
+
+  ## Options
+
+  See `Caravan.DnsClient.Options` for the table of options and defaults
+  (`:nameservers`, `:timeout`, `:attempts`, `:transport`,
+  `:resolve_addresses`, `:max_records`), which may also be set with
+  `config :caravan, :dns`. Invalid options raise `ArgumentError`.
+
+  ## How a lookup runs
+
+  The NIF starts the lookup and returns at once; no scheduler (dirty or
+  not) is held while it runs. The answer arrives as a message `{ref, result}`
+  sent from Caravan's runtime thread, exactly once per call, even when the
+  lookup is cancelled or panics. The calling process waits for it in a
+  `receive`, so it is descheduled like any process waiting for a message.
+  The timeout is enforced in Rust; the `receive` allows one more second for
+  a busy VM, then gives up and flushes the answer should it be there.
+  """
+
+  require Logger
+
+  alias Caravan.DnsClient.Options
+
+  @typedoc "One peer from an SRV answer."
+  @type target :: %{
+          port: :inet.port_number(),
+          host: String.t(),
+          priority: non_neg_integer(),
+          weight: non_neg_integer(),
+          addresses: [:inet.ip_address()]
+        }
+
+  @typedoc """
+  Why a lookup failed:
+
+    * `:timeout` - no usable answer within `:timeout` (all attempts);
+    * `:refused` - the nameserver answered REFUSED (it does not serve the name);
+    * `:unreachable` - the nameserver could not be reached (connection refused, no route);
+    * `:servfail` - the nameserver answered SERVFAIL;
+    * `:server_error` - the nameserver answered another error code (FORMERR, NOTIMP...);
+    * `:malformed` - the answer could not be decoded, or stayed truncated over TCP;
+    * `:no_nameservers` - `:system` was asked and `/etc/resolv.conf` names none;
+    * `:internal` - the lookup ended without an answer inside Caravan (a bug).
+  """
+  @type reason ::
+          :timeout
+          | :refused
+          | :unreachable
+          | :servfail
+          | :server_error
+          | :malformed
+          | :no_nameservers
+          | :internal
+
+  @typedoc "A failed lookup: the reason, and a message for people."
+  @type error :: {reason(), String.t()}
+
+  @doc """
+  The peers serving `query`, as `{port, host}` pairs: the original
+  Caravan contract.
+
+  On failure it logs a warning and returns `[]`. That cannot be told from a
+  service without instances, so a strategy should use `lookup/2`.
+  """
+  @callback get_nodes(query :: String.t()) :: [{:inet.port_number(), String.t()}]
+
+  @doc """
+  Looks up the SRV records of `query`, shaped as described in the module
+  documentation.
+  """
+  @callback lookup(query :: String.t(), opts :: [Options.option()]) ::
+              {:ok, [target()]} | {:error, error()}
+
+  # A module cannot declare itself as its own behaviour (the callbacks do not
+  # exist yet while it compiles), so the default client's two functions are
+  # checked against the callbacks by the tests instead of by @impl.
+
+  # How long the receive waits beyond :timeout. Rust enforces the timeout;
+  # this only covers a VM too busy to deliver the answer on time.
+  @grace_ms 1000
+
+  @doc """
+  The peers serving `query` as `[{port, host}]`, in the order of `lookup/2`.
+
+  Uses the options of `config :caravan, :dns`. On failure, logs a warning
+  with the reason and returns `[]`. For example, with
+  `config :caravan, :dns, nameservers: ["127.0.0.1:8600"]`:
+
+      Caravan.DnsClient.get_nodes("likes-dist.service.consul")
+      #=> [{24567, "0a000105.addr.dc1.consul"}, {31002, "0a000106.addr.dc1.consul"},
+      #=>  {4370, "worker-3.node.dc1.consul"}]
+  """
+  @spec get_nodes(String.t()) :: [{:inet.port_number(), String.t()}]
+  def get_nodes(query), do: nodes(__MODULE__, query)
+
+  @doc """
+  Looks up the SRV records of `query` (such as `"likes-dist.service.consul"`
+  or `"_likes._tcp.service.consul"`; always sent fully qualified).
+
+  Returns `{:ok, targets}` (`{:ok, []}` for NXDOMAIN or no records) or
+  `{:error, {reason, message}}`. Raises `ArgumentError` for a query that is
+  not a domain name and for invalid options.
+
+      Caravan.DnsClient.lookup("likes-dist.service.consul", nameservers: ["127.0.0.1:8600"])
+      #=> {:ok,
+      #=>  [%{port: 24567, host: "0a000105.addr.dc1.consul", priority: 1, weight: 1,
+      #=>     addresses: [{10, 0, 1, 5}]},
+      #=>   ...]}
+
+      Caravan.DnsClient.lookup("likes-dist.service.consul",
+        nameservers: ["127.0.0.1:8601"], timeout: 1000)
+      #=> {:error,
+      #=>  {:timeout,
+      #=>   "no answer for likes-dist.service.consul SRV from 127.0.0.1:8601 (udp with tcp fallback) within 1000 ms (2 attempt(s)); check that the nameserver is up and reachable, or raise :timeout"}}
+  """
+  @spec lookup(String.t(), [Options.option()]) :: {:ok, [target()]} | {:error, error()}
+  def lookup(query, opts \\ [])
+
+  def lookup(query, opts) when is_binary(query) do
+    options = Options.validate!(opts)
+    ref = make_ref()
+
+    case Caravan.Native.dns_lookup(self(), ref, query, options) do
+      :ok -> await(ref, query, options)
+      {:error, :bad_option, message} -> raise ArgumentError, message
+      {:error, reason, message} -> {:error, {reason, message}}
+    end
+  end
+
+  def lookup(query, _opts) do
+    raise ArgumentError,
+          "expected the DNS query to be a string such as \"likes-dist.service.consul\", got: " <>
+            inspect(query, limit: 20)
+  end
+
+  defp await(ref, query, %{timeout: timeout}) do
+    receive do
+      {^ref, {:ok, targets, stats}} ->
+        warn_about_dropped(query, stats)
+        {:ok, targets}
+
+      {^ref, {:error, reason, message}} ->
+        {:error, {reason, message}}
+    after
+      timeout + @grace_ms ->
+        receive do
+          {^ref, _late} -> :ok
+        after
+          0 -> :ok
+        end
+
+        {:error,
+         {:timeout,
+          "no answer for #{query} SRV within #{timeout} ms (plus #{@grace_ms} ms for a busy VM)"}}
+    end
+  end
+
+  @doc false
+  # Shared by the clients: logs what shaping left out.
+  @spec warn_about_dropped(String.t(), map()) :: :ok
+  def warn_about_dropped(query, %{rejected: rejected, over_limit: over} = stats) do
+    if rejected > 0 do
+      Logger.warning(
+        "Caravan.DnsClient: ignored #{rejected} SRV record(s) of #{query} whose target is " <>
+          "not an RFC 1123 hostname or whose port is 0 (first: #{stats.rejected_example}); " <>
+          "node names are built only from valid hostnames"
+      )
+    end
+
+    if over > 0 do
+      Logger.warning(
+        "Caravan.DnsClient: #{query} has #{over} SRV record(s) beyond :max_records; " <>
+          "they were dropped. Raise :max_records if the service really has that many instances"
+      )
+    end
+
+    :ok
+  end
+
+  @doc false
+  # get_nodes/1 for any client module.
+  @spec nodes(module(), String.t()) :: [{:inet.port_number(), String.t()}]
+  def nodes(client, query) do
+    case client.lookup(query, []) do
+      {:ok, targets} ->
+        Enum.map(targets, &{&1.port, &1.host})
+
+      {:error, {reason, message}} ->
+        Logger.warning("#{inspect(client)}: DNS lookup failed (#{reason}): #{message}")
+        []
+    end
+  end
+end

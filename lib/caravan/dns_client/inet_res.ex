@@ -1,0 +1,205 @@
+defmodule Caravan.DnsClient.InetRes do
+  @moduledoc """
+  The `Caravan.DnsClient` behaviour over OTP's `:inet_res`: the same two
+  functions, options and result shapes as `Caravan.DnsClient`, with the query
+  sent by OTP instead of hickory.
+
+  It is a fallback and a baseline for benchmarks. The answer is shaped by
+  the same Rust rules as the default client (`caravan_core::dns::answer`,
+  through a NIF), so both return identical targets for identical answers.
+
+  Differences that come from `:inet_res`:
+
+    * the calling process runs the query itself (it waits in a `receive` on
+      an OTP socket: no scheduler is blocked, but the process is busy);
+    * `:timeout` bounds the whole call; each attempt gets an equal share;
+    * `:transport` `:udp` falls back to TCP on a truncated answer, as OTP
+      does; `:tcp` sets `usevc`;
+    * `:nameservers` `:system` uses OTP's resolver configuration (on Unix,
+      `/etc/resolv.conf`);
+    * a UDP query to a closed port fails at once with `:unreachable`
+      (OTP's socket is connected, so it sees the ICMP error; hickory's is
+      not, and waits for the timeout);
+    * reasons are mapped to `t:Caravan.DnsClient.reason/0`: `:nxdomain` is an
+      empty answer, the response codes FORMERR, NOTIMP and BADVERS are
+      `:server_error`, a POSIX error such as `:econnrefused` is
+      `:unreachable`, and an answer `:inet_res` cannot decode (its bare
+      `:formerr`) is `:malformed`.
+  """
+
+  @behaviour Caravan.DnsClient
+
+  alias Caravan.DnsClient.Options
+
+  @edns_payload 4096
+
+  @impl Caravan.DnsClient
+  @doc "See `c:Caravan.DnsClient.get_nodes/1`."
+  @spec get_nodes(String.t()) :: [{:inet.port_number(), String.t()}]
+  def get_nodes(query), do: Caravan.DnsClient.nodes(__MODULE__, query)
+
+  @impl Caravan.DnsClient
+  @doc "See `c:Caravan.DnsClient.lookup/2`: same options, same results."
+  @spec lookup(String.t(), [Options.option()]) ::
+          {:ok, [Caravan.DnsClient.target()]} | {:error, Caravan.DnsClient.error()}
+  def lookup(query, opts \\ [])
+
+  def lookup(query, opts) when is_binary(query) do
+    options = Options.validate!(opts)
+    name = query!(query)
+    deadline = System.monotonic_time(:millisecond) + options.timeout
+
+    case :inet_res.resolve(name, :in, :srv, resolver_opts(options), options.timeout) do
+      {:ok, message} -> {:ok, shape(query, message, options, deadline)}
+      {:error, reason} -> error(query, reason, options)
+    end
+  end
+
+  def lookup(query, _opts) do
+    raise ArgumentError,
+          "expected the DNS query to be a string such as \"likes-dist.service.consul\", got: " <>
+            inspect(query, limit: 20)
+  end
+
+  # The query rules live in Rust (caravan_core::dns::options::Query).
+  defp query!(query) do
+    case Caravan.Native.dns_check_query(query) do
+      {:ok, normalized} -> String.to_charlist(normalized <> ".")
+      {:error, :bad_option, message} -> raise ArgumentError, message
+    end
+  end
+
+  defp resolver_opts(options) do
+    per_attempt = max(div(options.timeout, options.attempts), 1)
+
+    [
+      retry: options.attempts,
+      timeout: per_attempt,
+      edns: 0,
+      udp_payload_size: @edns_payload,
+      usevc: options.transport == :tcp,
+      recurse: true
+    ] ++ nameservers(options.nameservers)
+  end
+
+  defp nameservers(:system), do: []
+  defp nameservers(list), do: [nameservers: list]
+
+  defp shape(query, message, options, deadline) do
+    records =
+      for rr <- :inet_dns.msg(message, :anlist),
+          :inet_dns.rr(rr, :type) == :srv,
+          {priority, weight, port, target} <- [:inet_dns.rr(rr, :data)] do
+        {priority, weight, port, List.to_string(target)}
+      end
+
+    glue =
+      for rr <- :inet_dns.msg(message, :arlist),
+          :inet_dns.rr(rr, :type) in [:a, :aaaa] do
+        {List.to_string(:inet_dns.rr(rr, :domain)), :inet_dns.rr(rr, :data)}
+      end
+
+    {:ok, targets, stats} = Caravan.Native.dns_shape(records, glue, options.max_records)
+    Caravan.DnsClient.warn_about_dropped(query, stats)
+
+    if options.resolve_addresses do
+      Enum.map(targets, &resolve(&1, options, deadline))
+    else
+      targets
+    end
+  end
+
+  # Address lookups share what is left of the lookup's timeout; a target
+  # whose lookups fail or run out of time keeps no address.
+  defp resolve(%{addresses: []} = target, options, deadline) do
+    name = String.to_charlist(target.host <> ".")
+    opts = resolver_opts(options)
+
+    addresses =
+      for type <- [:a, :aaaa],
+          left = deadline - System.monotonic_time(:millisecond),
+          left > 0,
+          address <- :inet_res.lookup(name, :in, type, opts, left),
+          do: address
+
+    %{target | addresses: addresses |> Enum.uniq() |> Enum.sort_by(&address_key/1)}
+  end
+
+  defp resolve(target, _options, _deadline), do: target
+
+  # IPv4 before IPv6, then numerically: the order the Rust shaping uses.
+  defp address_key({_, _, _, _} = ip), do: {4, ip}
+  defp address_key(ip), do: {6, ip}
+
+  # With no nameserver configured, :inet_res answers :nxdomain itself:
+  # that is not an answer from anyone.
+  defp error(query, :nxdomain, %{nameservers: :system} = options) do
+    if :inet_db.res_option(:nameservers) == [] and :inet_db.res_option(:alt_nameservers) == [] do
+      {:error,
+       {:no_nameservers,
+        "no nameserver to ask for #{query} SRV: OTP's resolver configuration " <>
+          "(/etc/resolv.conf) names none; pass :nameservers, for example [\"127.0.0.1:8600\"]"}}
+    else
+      error(query, {:nxdomain, nil}, options)
+    end
+  end
+
+  defp error(_query, :nxdomain, _options), do: {:ok, []}
+  defp error(_query, {:nxdomain, _message}, _options), do: {:ok, []}
+
+  # An error response code comes with the response message; a bare
+  # :formerr is :inet_res failing to decode the answer itself.
+  defp error(query, {code, message}, options)
+       when code in [:refused, :servfail, :formerr, :notimp, :badvers] and is_tuple(message),
+       do: error(query, {:rcode, code}, options)
+
+  defp error(query, reason, options) do
+    where = describe(options)
+
+    {atom, text} =
+      case reason do
+        :timeout ->
+          {:timeout,
+           "no answer for #{query} SRV from #{where} within #{options.timeout} ms " <>
+             "(#{options.attempts} attempt(s)); check that the nameserver is up and reachable, or raise :timeout"}
+
+        {:rcode, :refused} ->
+          {:refused, "#{where} refused the query for #{query} SRV (REFUSED)"}
+
+        {:rcode, :servfail} ->
+          {:servfail, "#{where} failed to answer #{query} SRV (SERVFAIL)"}
+
+        {:rcode, code} ->
+          {:server_error,
+           "#{where} answered #{query} SRV with error code #{code |> to_string() |> String.upcase()}"}
+
+        :formerr ->
+          {:malformed,
+           "#{where} sent a malformed answer for #{query} SRV: it could not be decoded"}
+
+        posix when is_atom(posix) ->
+          {:unreachable,
+           "could not reach #{where} for #{query} SRV: #{:inet.format_error(posix)} (#{posix})"}
+
+        other ->
+          {:internal, "the lookup of #{query} SRV failed: #{inspect(other, limit: 20)}"}
+      end
+
+    {:error, {atom, text}}
+  end
+
+  defp describe(%{nameservers: :system, transport: transport}),
+    do: "the system nameservers (#{transport(transport)})"
+
+  defp describe(%{nameservers: list, transport: transport}) do
+    list
+    |> Enum.map_join(", ", fn {ip, port} -> address(ip, port) end)
+    |> Kernel.<>(" (#{transport(transport)})")
+  end
+
+  defp address({_, _, _, _} = ip, port), do: "#{:inet.ntoa(ip)}:#{port}"
+  defp address(ip, port), do: "[#{:inet.ntoa(ip)}]:#{port}"
+
+  defp transport(:udp), do: "udp with tcp fallback"
+  defp transport(:tcp), do: "tcp"
+end

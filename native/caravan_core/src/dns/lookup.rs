@@ -1,0 +1,477 @@
+//! Running an SRV lookup with hickory-resolver, and answering exactly once.
+//!
+//! [`lookup`] asks the nameservers, turns hickory's errors into a
+//! [`LookupError`] (NXDOMAIN and "no records" are an empty success), and
+//! hands the raw records to [`answer::shape`](super::answer::shape).
+//! [`spawn_lookup`] runs it on Caravan's runtime and guarantees that its
+//! callback runs exactly once, on a runtime thread, whatever happens.
+//!
+//! Each lookup builds its own resolver (a few allocations: no thread, no
+//! cache, no connection kept afterwards), so nothing is shared between calls
+//! with different options and nothing stays open at rest. At most
+//! [`MAX_IN_FLIGHT`] lookups talk to the network at once; the others wait
+//! their turn within their own timeout.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+
+use futures_util::stream::{self, StreamExt};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::Resolver;
+use tokio::sync::Semaphore;
+
+use super::answer::{self, Answer, Glue, SrvRecord};
+use super::error::LookupError;
+use super::options::{LookupOptions, Nameservers, Query, Transport, EDNS_PAYLOAD};
+use super::runtime;
+
+/// Lookups allowed on the network at once (each holds a resolver and at most
+/// a couple of sockets); the rest queue, small, within their own timeout.
+/// Bounds file descriptors and memory under a burst: 2,000 concurrent
+/// lookups leave the process about 5 MiB larger, not 12.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Address lookups (A and AAAA) run at once for one SRV answer.
+const ADDRESS_CONCURRENCY: usize = 16;
+
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+static IN_FLIGHT: Semaphore = Semaphore::const_new(MAX_IN_FLIGHT);
+
+type TokioResolver = Resolver<TokioRuntimeProvider>;
+
+/// Looks up the SRV records of `query` and shapes them.
+///
+/// The whole lookup (waiting for a turn, every attempt, the TCP retry,
+/// address lookups) is bounded by `options.timeout`.
+pub async fn lookup(query: &Query, options: &LookupOptions) -> Result<Answer, LookupError> {
+    let plan = Plan::new(query, options)?;
+    let run = async {
+        let _turn = IN_FLIGHT
+            .acquire()
+            .await
+            .map_err(|_| plan.internal("the lookup queue is closed"))?;
+        // Boxed, so that a lookup waiting for its turn holds a few hundred
+        // bytes, not hickory's whole state machine: a burst of thousands of
+        // queued lookups stays small.
+        Box::pin(plan.run()).await
+    };
+    match tokio::time::timeout(options.timeout, run).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(plan.timeout()),
+    }
+}
+
+/// Runs [`lookup`] on Caravan's runtime and calls `deliver` with its result,
+/// exactly once, on a runtime thread (never on the caller's thread).
+///
+/// If the task ends without answering (a panic, or the runtime dropping it),
+/// `deliver` gets [`LookupError::Internal`]. If the lookup cannot be started
+/// at all (the runtime cannot start), this returns the error and `deliver` is
+/// never called: either way the caller hears exactly once.
+pub fn spawn_lookup<F>(query: Query, options: LookupOptions, deliver: F) -> Result<(), LookupError>
+where
+    F: FnOnce(Result<Answer, LookupError>) + Send + 'static,
+{
+    let name = query.as_str().to_owned();
+    let reply = Reply::new(&name, deliver);
+    let state = reply.state.clone();
+    let spawned = runtime::spawn(async move {
+        let mut reply = reply;
+        let result = lookup(&query, &options).await;
+        reply.send(result);
+    });
+    let internal = |detail: String| LookupError::Internal {
+        query: name.clone(),
+        detail,
+    };
+    if let Err(e) = spawned {
+        return Err(internal(format!(
+            "Caravan's DNS runtime could not start: {e}"
+        )));
+    }
+    match state.compare_exchange(SPAWNING, SPAWNED, Ordering::AcqRel, Ordering::Acquire) {
+        Err(DROPPED_WHILE_SPAWNING) => Err(internal(
+            "Caravan's DNS runtime refused the task (it is shutting down)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+const SPAWNING: u8 = 0;
+const SPAWNED: u8 = 1;
+const DROPPED_WHILE_SPAWNING: u8 = 2;
+
+/// Delivers a result exactly once: by [`Reply::send`], or on drop.
+///
+/// A reply dropped unsent on the thread that is still spawning it (the
+/// runtime refused the task) must not call `deliver` there: that thread is
+/// the caller's (a BEAM scheduler). It marks the state instead, and
+/// [`spawn_lookup`] reports the failure synchronously.
+pub struct Reply<F>
+where
+    F: FnOnce(Result<Answer, LookupError>),
+{
+    deliver: Option<F>,
+    query: String,
+    spawner: ThreadId,
+    state: Arc<AtomicU8>,
+}
+
+impl<F> Reply<F>
+where
+    F: FnOnce(Result<Answer, LookupError>),
+{
+    /// A reply for a lookup of `query`, about to be spawned from this thread.
+    pub fn new(query: &str, deliver: F) -> Self {
+        Reply {
+            deliver: Some(deliver),
+            query: query.to_owned(),
+            spawner: thread::current().id(),
+            state: Arc::new(AtomicU8::new(SPAWNING)),
+        }
+    }
+
+    /// Delivers `result`; later calls and the drop do nothing.
+    pub fn send(&mut self, result: Result<Answer, LookupError>) {
+        if let Some(deliver) = self.deliver.take() {
+            deliver(result);
+        }
+    }
+}
+
+impl<F> Drop for Reply<F>
+where
+    F: FnOnce(Result<Answer, LookupError>),
+{
+    fn drop(&mut self) {
+        if self.deliver.is_none() {
+            return;
+        }
+        if thread::current().id() == self.spawner
+            && self
+                .state
+                .compare_exchange(
+                    SPAWNING,
+                    DROPPED_WHILE_SPAWNING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            self.deliver = None;
+            return;
+        }
+        let query = std::mem::take(&mut self.query);
+        self.send(Err(LookupError::Internal {
+            query,
+            detail:
+                "the lookup task stopped before answering (a panic or the runtime shutting down)"
+                    .into(),
+        }));
+    }
+}
+
+/// One lookup, with its nameservers resolved and described.
+struct Plan<'a> {
+    query: &'a Query,
+    options: &'a LookupOptions,
+    servers: Vec<SocketAddr>,
+    described: String,
+}
+
+impl<'a> Plan<'a> {
+    fn new(query: &'a Query, options: &'a LookupOptions) -> Result<Self, LookupError> {
+        let (servers, source) = match &options.nameservers {
+            Nameservers::Explicit(list) => (list.clone(), ""),
+            Nameservers::System => (system_nameservers(query)?, " from /etc/resolv.conf"),
+        };
+        let list: Vec<String> = servers.iter().map(SocketAddr::to_string).collect();
+        let described = format!(
+            "{}{source} ({})",
+            list.join(", "),
+            options.transport.describe()
+        );
+        Ok(Plan {
+            query,
+            options,
+            servers,
+            described,
+        })
+    }
+
+    async fn run(&self) -> Result<Answer, LookupError> {
+        let resolver = self.resolver()?;
+        let name = self.name(&self.query.fqdn())?;
+        let lookup = match resolver.lookup(name, RecordType::SRV).await {
+            Ok(lookup) => lookup,
+            Err(e) if e.is_no_records_found() => return Ok(Answer::empty()),
+            Err(e) => return Err(self.classify(e)),
+        };
+        let message = lookup.message();
+        let records = message.answers.iter().filter_map(|r| match &r.data {
+            RData::SRV(srv) => Some(SrvRecord {
+                priority: srv.priority,
+                weight: srv.weight,
+                port: srv.port,
+                target: srv.target.to_ascii(),
+            }),
+            _ => None,
+        });
+        let glue = message.additionals.iter().filter_map(|r| {
+            address_of(&r.data).map(|address| Glue {
+                name: r.name.to_ascii(),
+                address,
+            })
+        });
+        let mut answer = answer::shape(records, glue, self.options.max_records);
+        if self.options.resolve_addresses {
+            self.resolve_addresses(&resolver, &mut answer).await;
+        }
+        Ok(answer)
+    }
+
+    /// Looks up A and AAAA for targets that have no address yet. A target
+    /// whose lookup fails keeps an empty list: the SRV answer stands.
+    async fn resolve_addresses(&self, resolver: &TokioResolver, answer: &mut Answer) {
+        let wanted: Vec<(usize, String)> = answer
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.addresses.is_empty())
+            .map(|(i, t)| (i, format!("{}.", t.host)))
+            .collect();
+        let found: Vec<(usize, Vec<IpAddr>)> = stream::iter(wanted)
+            .map(|(i, host)| async move {
+                let Ok(name) = Name::from_ascii(&host) else {
+                    return (i, Vec::new());
+                };
+                let (v4, v6) = tokio::join!(
+                    resolver.lookup(name.clone(), RecordType::A),
+                    resolver.lookup(name, RecordType::AAAA)
+                );
+                let addresses = [v4, v6]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|l| {
+                        l.answers()
+                            .iter()
+                            .filter_map(|r| address_of(&r.data))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                (i, addresses)
+            })
+            .buffer_unordered(ADDRESS_CONCURRENCY)
+            .collect()
+            .await;
+        for (i, addresses) in found {
+            answer::set_addresses(&mut answer.targets[i], addresses);
+        }
+    }
+
+    fn resolver(&self) -> Result<TokioResolver, LookupError> {
+        let servers = self
+            .servers
+            .iter()
+            .map(|addr| {
+                let mut connections = Vec::with_capacity(2);
+                if self.options.transport == Transport::Udp {
+                    connections.push(with_port(ConnectionConfig::udp(), addr.port()));
+                }
+                connections.push(with_port(ConnectionConfig::tcp(), addr.port()));
+                NameServerConfig::new(addr.ip(), true, connections)
+            })
+            .collect();
+        let mut opts = ResolverOpts::default();
+        opts.timeout = self.options.attempt_timeout();
+        // hickory counts retries after the first try.
+        opts.attempts = usize::from(self.options.attempts - 1);
+        opts.edns0 = true;
+        opts.edns_payload_len = EDNS_PAYLOAD;
+        opts.cache_size = 0;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.try_tcp_on_error = false;
+        Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(servers),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(opts)
+        .build()
+        .map_err(|e| self.internal(&format!("could not build the resolver: {e}")))
+    }
+
+    fn name(&self, text: &str) -> Result<Name, LookupError> {
+        Name::from_ascii(text)
+            .map_err(|e| self.internal(&format!("could not encode the name {text:?}: {e}")))
+    }
+
+    /// Turns hickory's error into Caravan's reason and message.
+    fn classify(&self, error: NetError) -> LookupError {
+        let query = self.query.as_str().to_owned();
+        let servers = self.described.clone();
+        match error {
+            NetError::Timeout => self.timeout(),
+            NetError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => self.timeout(),
+            NetError::Io(e) => LookupError::Unreachable {
+                query,
+                servers,
+                detail: e.to_string(),
+            },
+            NetError::NoConnections => LookupError::Unreachable {
+                query,
+                servers,
+                detail: "no connection could be made".into(),
+            },
+            NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused)) => {
+                LookupError::Refused { query, servers }
+            }
+            NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => {
+                LookupError::ServFail { query, servers }
+            }
+            NetError::Dns(DnsError::ResponseCode(code)) => LookupError::ServerError {
+                query,
+                servers,
+                rcode: code.to_string(),
+            },
+            NetError::Proto(e) => LookupError::Malformed {
+                query,
+                servers,
+                detail: format!("it could not be decoded ({e})"),
+            },
+            NetError::Truncated => LookupError::Malformed {
+                query,
+                servers,
+                detail: "it was truncated even over TCP".into(),
+            },
+            e @ (NetError::QueryCaseMismatch | NetError::ForeignClassRecord { .. }) => {
+                LookupError::Malformed {
+                    query,
+                    servers,
+                    detail: e.to_string(),
+                }
+            }
+            other => self.internal(&other.to_string()),
+        }
+    }
+
+    fn timeout(&self) -> LookupError {
+        LookupError::Timeout {
+            query: self.query.as_str().to_owned(),
+            servers: self.described.clone(),
+            timeout: self.options.timeout,
+            attempts: self.options.attempts,
+        }
+    }
+
+    fn internal(&self, detail: &str) -> LookupError {
+        LookupError::Internal {
+            query: self.query.as_str().to_owned(),
+            detail: format!("{detail} (asking {})", self.described),
+        }
+    }
+}
+
+fn with_port(mut connection: ConnectionConfig, port: u16) -> ConnectionConfig {
+    connection.port = port;
+    connection
+}
+
+fn address_of(data: &RData) -> Option<IpAddr> {
+    match data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+        _ => None,
+    }
+}
+
+/// The nameservers of `/etc/resolv.conf`, read at each lookup so that a
+/// changed file is honoured.
+fn system_nameservers(query: &Query) -> Result<Vec<SocketAddr>, LookupError> {
+    let bytes =
+        std::fs::read(RESOLV_CONF).map_err(|e| format!("could not read {RESOLV_CONF} ({e})"));
+    bytes
+        .and_then(resolv_conf_nameservers)
+        .map_err(|detail| LookupError::NoNameservers {
+            query: query.as_str().to_owned(),
+            detail,
+        })
+}
+
+/// The nameservers a `resolv.conf` names, in order, without repeats.
+fn resolv_conf_nameservers(bytes: Vec<u8>) -> Result<Vec<SocketAddr>, String> {
+    let (config, _opts) = hickory_resolver::system_conf::parse_resolv_conf(bytes)
+        .map_err(|e| format!("could not parse {RESOLV_CONF} ({e})"))?;
+    let mut servers: Vec<SocketAddr> = Vec::new();
+    for ns in config.name_servers() {
+        let port = ns.connections.first().map_or(53, |c| c.port);
+        let addr = SocketAddr::new(ns.ip, port);
+        if !servers.contains(&addr) {
+            servers.push(addr);
+        }
+    }
+    if servers.is_empty() {
+        return Err(format!("{RESOLV_CONF} names no nameserver"));
+    }
+    Ok(servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn resolv_conf_nameservers_in_order_without_repeats() {
+        let conf = b"# comment\nsearch example.com\nnameserver 10.0.0.2\nnameserver ::1\nnameserver 10.0.0.2\noptions timeout:1\n";
+        let servers = resolv_conf_nameservers(conf.to_vec()).unwrap();
+        let shown: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.2:53", "[::1]:53"]);
+    }
+
+    #[test]
+    fn a_resolv_conf_without_nameservers_is_an_error() {
+        let err = resolv_conf_nameservers(b"search example.com\n".to_vec()).unwrap_err();
+        assert!(err.contains("no nameservers"), "{err}");
+    }
+
+    #[test]
+    fn a_reply_dropped_unsent_on_another_thread_delivers_internal() {
+        let (tx, rx) = mpsc::channel();
+        let reply = Reply::new("q.consul", move |r| tx.send(r).unwrap());
+        reply.state.store(SPAWNED, Ordering::Release);
+        thread::spawn(move || drop(reply)).join().unwrap();
+        let got = rx.recv().unwrap().unwrap_err();
+        assert_eq!(got.reason(), "internal");
+        assert!(rx.try_recv().is_err(), "exactly one delivery");
+    }
+
+    #[test]
+    fn a_reply_sent_then_dropped_delivers_once() {
+        let (tx, rx) = mpsc::channel();
+        let mut reply = Reply::new("q.consul", move |r| tx.send(r).unwrap());
+        reply.send(Ok(Answer::empty()));
+        reply.send(Ok(Answer::empty()));
+        drop(reply);
+        assert_eq!(rx.recv().unwrap(), Ok(Answer::empty()));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_reply_dropped_while_spawning_on_the_spawner_thread_does_not_deliver() {
+        let (tx, rx) = mpsc::channel::<Result<Answer, LookupError>>();
+        let reply = Reply::new("q.consul", move |r| tx.send(r).unwrap());
+        let state = reply.state.clone();
+        drop(reply);
+        assert_eq!(state.load(Ordering::Acquire), DROPPED_WHILE_SPAWNING);
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,501 @@
+//! SRV lookups against real DNS servers on 127.0.0.1:0: an in-process
+//! hickory-server authority for Consul's answer shapes, and small raw
+//! responders for the failure modes (silence, SERVFAIL, REFUSED, garbage).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use caravan_core::dns::{
+    self, lookup, runtime, Answer, LookupError, LookupOptions, Nameservers, Query, Transport,
+};
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::proto::op::{Message, MessageType, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, AAAA, SOA, SRV};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+
+fn name(text: &str) -> Name {
+    Name::from_ascii(text).unwrap()
+}
+
+fn srv(service: &str, port: u16, target: &str) -> Record {
+    Record::from_rdata(
+        name(service),
+        0,
+        RData::SRV(SRV::new(1, 1, port, name(target))),
+    )
+}
+
+fn a(host: &str, ip: [u8; 4]) -> Record {
+    Record::from_rdata(name(host), 0, RData::A(A(Ipv4Addr::from(ip))))
+}
+
+fn aaaa(host: &str, ip: Ipv6Addr) -> Record {
+    Record::from_rdata(name(host), 0, RData::AAAA(AAAA(ip)))
+}
+
+/// Which listeners the authority gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Listen {
+    UdpAndTcp,
+    UdpOnly,
+}
+
+/// Serves the zones `consul.` and `example.` holding `records` (each goes to
+/// the zone its name ends in) until the test's runtime ends. An in-zone SRV
+/// target gets its A/AAAA records as glue; an `example.` target does not.
+async fn authority(records: Vec<Record>, listen: Listen) -> SocketAddr {
+    let mut catalog = Catalog::new();
+    for origin in ["consul.", "example."] {
+        let origin = name(origin);
+        let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+            origin.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        );
+        let soa = SOA::new(
+            name("ns.consul."),
+            name("hostmaster.consul."),
+            1,
+            3600,
+            600,
+            86400,
+            0,
+        );
+        assert!(zone.upsert_mut(Record::from_rdata(origin.clone(), 0, RData::SOA(soa)), 1));
+        for record in records.iter().filter(|r| origin.zone_of(&r.name)) {
+            assert!(zone.upsert_mut(record.clone(), 1));
+        }
+        catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
+    }
+    let mut server = Server::new(catalog);
+    let (udp, tcp) = bind_pair().await;
+    let addr = udp.local_addr().unwrap();
+    server.register_socket(udp);
+    if listen == Listen::UdpAndTcp {
+        server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
+    } else {
+        drop(tcp);
+    }
+    tokio::spawn(async move {
+        let _ = server.block_until_done().await;
+    });
+    addr
+}
+
+/// A UDP socket and a TCP listener on the same free port of 127.0.0.1.
+async fn bind_pair() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no free UDP+TCP port pair on 127.0.0.1");
+}
+
+fn options(server: SocketAddr) -> LookupOptions {
+    LookupOptions {
+        nameservers: Nameservers::Explicit(vec![server]),
+        timeout: Duration::from_millis(3000),
+        ..LookupOptions::default()
+    }
+}
+
+fn q(text: &str) -> Query {
+    Query::new(text).unwrap()
+}
+
+fn ports_and_hosts(answer: &Answer) -> Vec<(u16, String)> {
+    answer
+        .targets
+        .iter()
+        .map(|t| (t.port, t.host.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn node_targets_come_back_ordered_with_their_glue() {
+    let server = authority(
+        vec![
+            srv("likes.service.consul.", 4003, "node3.node.dc1.consul."),
+            srv("likes.service.consul.", 4001, "node1.node.dc1.consul."),
+            srv("likes.service.consul.", 4002, "node2.node.dc1.consul."),
+            a("node1.node.dc1.consul.", [127, 0, 1, 1]),
+            a("node2.node.dc1.consul.", [127, 0, 1, 2]),
+            a("node3.node.dc1.consul.", [127, 0, 1, 3]),
+        ],
+        Listen::UdpAndTcp,
+    )
+    .await;
+    let answer = lookup(&q("likes.service.consul"), &options(server))
+        .await
+        .unwrap();
+    assert_eq!(
+        ports_and_hosts(&answer),
+        [
+            (4001, "node1.node.dc1.consul".to_string()),
+            (4002, "node2.node.dc1.consul".to_string()),
+            (4003, "node3.node.dc1.consul".to_string()),
+        ]
+    );
+    // hickory-server glues only the first record of the set it serves
+    // (node3 here); that A record can only have come from ADDITIONAL.
+    assert_eq!(answer.targets[2].addresses, [IpAddr::from([127, 0, 1, 3])]);
+    assert!(answer.targets[0].addresses.is_empty());
+    assert_eq!(answer.rejected, 0);
+}
+
+#[tokio::test]
+async fn addr_targets_get_their_address_from_glue_and_name() {
+    let v6: Ipv6Addr = "fd00::5".parse().unwrap();
+    let v6_host = format!("{:032x}.addr.dc1.consul.", u128::from(v6));
+    let server = authority(
+        vec![
+            srv("fleet.service.consul.", 4001, "7f000002.addr.dc1.consul."),
+            a("7f000002.addr.dc1.consul.", [127, 0, 0, 2]),
+            srv("fleet.service.consul.", 4002, &v6_host),
+            aaaa(&v6_host, v6),
+        ],
+        Listen::UdpAndTcp,
+    )
+    .await;
+    let answer = lookup(&q("fleet.service.consul"), &options(server))
+        .await
+        .unwrap();
+    assert_eq!(answer.targets.len(), 2);
+    assert_eq!(answer.targets[0].host, "7f000002.addr.dc1.consul");
+    assert_eq!(answer.targets[0].addresses, [IpAddr::from([127, 0, 0, 2])]);
+    assert_eq!(answer.targets[1].addresses, [IpAddr::V6(v6)]);
+}
+
+fn many(count: u16) -> Vec<Record> {
+    (0..count)
+        .flat_map(|i| {
+            let n = i + 2;
+            let host = format!("7f01{n:04x}.addr.dc1.consul.");
+            [
+                srv("big.service.consul.", 40000 + i, &host),
+                a(&host, [127, 1, (n >> 8) as u8, n as u8]),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_truncated_udp_answer_is_retried_over_tcp_and_arrives_whole() {
+    // 300 records with glue are far beyond the 4096-byte EDNS payload, so
+    // the UDP answer comes back truncated (TC) and only TCP can carry it.
+    let server = authority(many(300), Listen::UdpAndTcp).await;
+    let answer = lookup(&q("big.service.consul"), &options(server))
+        .await
+        .unwrap();
+    assert_eq!(answer.targets.len(), 300);
+    assert!(answer.targets.iter().all(|t| t.addresses.len() == 1));
+    assert_eq!(answer.over_limit, 0);
+}
+
+#[tokio::test]
+async fn without_tcp_the_truncated_answer_is_an_error_not_a_partial_list() {
+    let server = authority(many(300), Listen::UdpOnly).await;
+    let err = lookup(&q("big.service.consul"), &options(server))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.reason(), "unreachable" | "malformed"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn tcp_transport_never_uses_udp() {
+    let server = authority(many(3), Listen::UdpAndTcp).await;
+    let opts = LookupOptions {
+        transport: Transport::Tcp,
+        ..options(server)
+    };
+    let answer = lookup(&q("big.service.consul"), &opts).await.unwrap();
+    assert_eq!(answer.targets.len(), 3);
+    // The same server without its TCP listener cannot answer at all.
+    let udp_only = authority(many(3), Listen::UdpOnly).await;
+    let opts = LookupOptions {
+        transport: Transport::Tcp,
+        ..options(udp_only)
+    };
+    let err = lookup(&q("big.service.consul"), &opts).await.unwrap_err();
+    assert_eq!(err.reason(), "unreachable", "{err}");
+}
+
+#[tokio::test]
+async fn max_records_caps_the_answer_and_counts_the_rest() {
+    let server = authority(many(20), Listen::UdpAndTcp).await;
+    let opts = LookupOptions {
+        max_records: 5,
+        ..options(server)
+    };
+    let answer = lookup(&q("big.service.consul"), &opts).await.unwrap();
+    assert_eq!(answer.targets.len(), 5);
+    assert_eq!(answer.over_limit, 15);
+    assert_eq!(answer.targets[0].port, 40000);
+}
+
+#[tokio::test]
+async fn invalid_targets_are_rejected_and_counted() {
+    let server = authority(
+        vec![
+            srv("mixed.service.consul.", 4001, "good.node.dc1.consul."),
+            srv("mixed.service.consul.", 4002, "bad_name.node.dc1.consul."),
+        ],
+        Listen::UdpAndTcp,
+    )
+    .await;
+    let answer = lookup(&q("mixed.service.consul"), &options(server))
+        .await
+        .unwrap();
+    assert_eq!(
+        ports_and_hosts(&answer),
+        [(4001, "good.node.dc1.consul".into())]
+    );
+    assert_eq!(answer.rejected, 1);
+    assert!(answer.rejected_example.unwrap().contains("bad_name"));
+}
+
+#[tokio::test]
+async fn nxdomain_and_no_records_are_empty_successes() {
+    let server = authority(
+        vec![a("only-a.service.consul.", [127, 0, 0, 9])],
+        Listen::UdpAndTcp,
+    )
+    .await;
+    let nx = lookup(&q("missing.service.consul"), &options(server)).await;
+    assert_eq!(nx, Ok(Answer::empty()));
+    let nodata = lookup(&q("only-a.service.consul"), &options(server)).await;
+    assert_eq!(nodata, Ok(Answer::empty()));
+}
+
+#[tokio::test]
+async fn addresses_are_resolved_only_when_asked() {
+    let server = authority(
+        vec![
+            srv("ext.service.consul.", 4001, "host.example."),
+            a("host.example.", [127, 0, 3, 1]),
+            aaaa("host.example.", "fd00::31".parse().unwrap()),
+        ],
+        Listen::UdpAndTcp,
+    )
+    .await;
+    let plain = lookup(&q("ext.service.consul"), &options(server))
+        .await
+        .unwrap();
+    assert_eq!(plain.targets[0].host, "host.example");
+    assert!(
+        plain.targets[0].addresses.is_empty(),
+        "no glue, and not asked"
+    );
+    let resolved = lookup(
+        &q("ext.service.consul"),
+        &LookupOptions {
+            resolve_addresses: true,
+            ..options(server)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        resolved.targets[0].addresses,
+        [IpAddr::from([127, 0, 3, 1]), "fd00::31".parse().unwrap()]
+    );
+}
+
+/// A UDP responder on 127.0.0.1:0 that answers every query with
+/// `reply(query_bytes)`, or never answers when it returns `None`.
+async fn raw_udp<F>(reply: F) -> SocketAddr
+where
+    F: Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+{
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+            if let Some(bytes) = reply(&buf[..len]) {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    addr
+}
+
+fn rcode_reply(code: ResponseCode) -> impl Fn(&[u8]) -> Option<Vec<u8>> {
+    move |query| {
+        let query = Message::from_vec(query).ok()?;
+        let mut response = Message::response(query.id, query.op_code);
+        response.metadata.message_type = MessageType::Response;
+        response.metadata.response_code = code;
+        response.add_queries(query.queries.clone());
+        response.to_vec().ok()
+    }
+}
+
+fn short(server: SocketAddr, ms: u64) -> LookupOptions {
+    LookupOptions {
+        timeout: Duration::from_millis(ms),
+        ..options(server)
+    }
+}
+
+#[tokio::test]
+async fn servfail_refused_and_other_codes_have_their_own_reasons() {
+    for (code, reason) in [
+        (ResponseCode::ServFail, "servfail"),
+        (ResponseCode::Refused, "refused"),
+        (ResponseCode::NotImp, "server_error"),
+    ] {
+        let server = raw_udp(rcode_reply(code)).await;
+        let err = lookup(&q("likes.service.consul"), &short(server, 2000))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), reason, "{code}: {err}");
+        assert!(err.to_string().contains(&server.to_string()), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn silence_is_a_timeout_within_the_timeout() {
+    let server = raw_udp(|_| None).await;
+    let started = Instant::now();
+    let err = lookup(&q("likes.service.consul"), &short(server, 400))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(400 + 1000),
+        "liveness"
+    );
+    assert!(err.to_string().contains("within 400 ms"), "{err}");
+}
+
+#[tokio::test]
+async fn garbage_after_a_matching_id_is_malformed() {
+    let server = raw_udp(|query| {
+        let mut bytes = query[..2].to_vec();
+        bytes.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff]);
+        Some(bytes)
+    })
+    .await;
+    let err = lookup(&q("likes.service.consul"), &short(server, 2000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "malformed", "{err}");
+}
+
+#[tokio::test]
+async fn random_garbage_is_ignored_as_spoofing_and_ends_in_a_clean_error() {
+    let server = raw_udp(|_| Some(b"\xde\xad\xbe\xef not dns at all".to_vec())).await;
+    let err = lookup(&q("likes.service.consul"), &short(server, 500))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.reason(), "timeout" | "malformed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_closed_tcp_port_is_unreachable() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let opts = LookupOptions {
+        transport: Transport::Tcp,
+        ..short(closed, 2000)
+    };
+    let err = lookup(&q("likes.service.consul"), &opts).await.unwrap_err();
+    assert_eq!(err.reason(), "unreachable", "{err}");
+}
+
+#[test]
+fn spawn_lookup_answers_exactly_once_from_the_runtime_thread() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    let server = server_rt.block_on(authority(
+        vec![
+            srv("likes.service.consul.", 4001, "7f000002.addr.dc1.consul."),
+            a("7f000002.addr.dc1.consul.", [127, 0, 0, 2]),
+        ],
+        Listen::UdpAndTcp,
+    ));
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..50 {
+        let tx = tx.clone();
+        dns::spawn_lookup(q("likes.service.consul"), options(server), move |result| {
+            let thread = std::thread::current().name().map(str::to_owned);
+            tx.send((thread, result)).unwrap();
+        })
+        .unwrap();
+    }
+    drop(tx);
+    let answers: Vec<_> = rx.iter().collect();
+    assert_eq!(answers.len(), 50, "one answer per call, and no more");
+    for (thread, result) in answers {
+        assert_eq!(thread.as_deref(), Some(runtime::THREAD_NAME));
+        assert_eq!(result.unwrap().targets[0].port, 4001);
+    }
+    assert_eq!(runtime_threads(), runtime::WORKER_THREADS);
+}
+
+/// Threads of this process named like the runtime's.
+fn runtime_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == runtime::THREAD_NAME)
+        .count()
+}
+
+#[test]
+fn errors_are_values_with_fixed_reasons() {
+    let all = [
+        LookupError::Timeout {
+            query: "q".into(),
+            servers: "s".into(),
+            timeout: Duration::from_millis(1),
+            attempts: 1,
+        },
+        LookupError::Refused {
+            query: "q".into(),
+            servers: "s".into(),
+        },
+        LookupError::Unreachable {
+            query: "q".into(),
+            servers: "s".into(),
+            detail: "d".into(),
+        },
+        LookupError::ServFail {
+            query: "q".into(),
+            servers: "s".into(),
+        },
+        LookupError::ServerError {
+            query: "q".into(),
+            servers: "s".into(),
+            rcode: "NOTIMP".into(),
+        },
+        LookupError::Malformed {
+            query: "q".into(),
+            servers: "s".into(),
+            detail: "d".into(),
+        },
+        LookupError::NoNameservers {
+            query: "q".into(),
+            detail: "d".into(),
+        },
+        LookupError::Internal {
+            query: "q".into(),
+            detail: "d".into(),
+        },
+    ];
+    let reasons: Vec<&str> = all.iter().map(LookupError::reason).collect();
+    assert_eq!(reasons, dns::error::LOOKUP_REASONS);
+}

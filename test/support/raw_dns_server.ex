@@ -1,0 +1,198 @@
+defmodule Caravan.Test.RawDnsServer do
+  @moduledoc """
+  A DNS server that misbehaves on purpose, for failure and hostile-input
+  tests. It listens on 127.0.0.1, UDP and TCP on one free port, for the
+  test that started it, and answers every query as told:
+
+    * `:never` - reads queries and never answers (TCP connections stay open);
+    * a binary - sends these bytes, whatever the query;
+    * a function `(query :: binary -> binary | :no_reply)` - computes the
+      reply from the query's bytes (for example to echo its ID).
+
+  Options:
+
+    * `:answer` - one of the above (default `:never`);
+    * `:tcp_framing` - prefix TCP replies with their 2-byte length, as DNS
+      over TCP requires (default `true`; `false` sends the bytes as they are,
+      to test broken framing).
+
+  Helpers build replies from a query: `rcode_reply/2` (a well-formed
+  response with an error code and no records), `garbage_after_id/2` (the
+  query's ID, so the client reads it, then arbitrary bytes) and
+  `response/3` (a response with the given answer and additional records,
+  built with OTP's `:inet_dns`).
+
+      server = Caravan.Test.RawDnsServer.start!(answer: &Caravan.Test.RawDnsServer.rcode_reply(&1, :servfail))
+      Caravan.DnsClient.lookup("likes.service.consul",
+        nameservers: [Caravan.Test.RawDnsServer.nameserver(server)])
+
+  `queries/1` counts the queries received per transport.
+  """
+
+  use GenServer
+
+  @address {127, 0, 0, 1}
+  @rcodes %{noerror: 0, formerr: 1, servfail: 2, nxdomain: 3, notimp: 4, refused: 5}
+
+  @typedoc "How the server answers."
+  @type answer :: :never | binary() | (binary() -> binary() | :no_reply)
+
+  @doc """
+  Starts a server under the current test's supervisor (stopped, sockets
+  closed, when the test ends) and returns its pid.
+  """
+  @spec start!(keyword()) :: pid()
+  def start!(opts \\ []) do
+    opts = Keyword.validate!(opts, answer: :never, tcp_framing: true)
+
+    ExUnit.Callbacks.start_supervised!(
+      %{
+        id: {__MODULE__, make_ref()},
+        start: {GenServer, :start_link, [__MODULE__, opts]},
+        restart: :temporary
+      },
+      []
+    )
+  end
+
+  @doc "The server as a nameserver option: `\"127.0.0.1:PORT\"`."
+  @spec nameserver(pid()) :: String.t()
+  def nameserver(server) do
+    {ip, port} = address(server)
+    "#{:inet.ntoa(ip)}:#{port}"
+  end
+
+  @doc "The server's `{ip, port}`."
+  @spec address(pid()) :: {:inet.ip_address(), :inet.port_number()}
+  def address(server), do: GenServer.call(server, :address)
+
+  @doc "How many queries arrived, per transport: `%{udp: n, tcp: m}`."
+  @spec queries(pid()) :: %{udp: non_neg_integer(), tcp: non_neg_integer()}
+  def queries(server), do: GenServer.call(server, :queries)
+
+  @doc """
+  A well-formed response to `query` with response code `rcode` (`:servfail`,
+  `:refused`, `:nxdomain`, `:formerr`, `:notimp` or `:noerror`) and no records.
+  """
+  @spec rcode_reply(binary(), atom()) :: binary()
+  def rcode_reply(query, rcode), do: response(query, [], [], rcode)
+
+  @doc """
+  A response to `query` holding `answers` and `additionals`, each a list of
+  `{name, type, data}` in `:inet_dns` form, for example
+  `{"likes.service.consul", :srv, {1, 1, 4001, ~c"n1.node.dc1.consul"}}` or
+  `{"n1.node.dc1.consul", :a, {127, 0, 0, 2}}`.
+  """
+  @spec response(binary(), list(), list(), atom()) :: binary()
+  def response(query, answers, additionals, rcode \\ :noerror) do
+    {:ok, msg} = :inet_dns.decode(query)
+    header = :inet_dns.msg(msg, :header)
+    header = :inet_dns.make_header(header, qr: true, aa: true, rcode: Map.fetch!(@rcodes, rcode))
+
+    :inet_dns.encode(
+      :inet_dns.make_msg(msg,
+        header: header,
+        anlist: Enum.map(answers, &rr/1),
+        arlist: Enum.map(additionals, &rr/1)
+      )
+    )
+  end
+
+  defp rr({name, type, data}) do
+    :inet_dns.make_rr(domain: to_charlist(name), type: type, class: :in, ttl: 0, data: data)
+  end
+
+  @doc "The first two bytes of `query` (its ID), then `bytes`."
+  @spec garbage_after_id(binary(), binary()) :: binary()
+  def garbage_after_id(<<id::binary-size(2), _::binary>>, bytes), do: id <> bytes
+
+  ## GenServer
+
+  @impl GenServer
+  def init(opts) do
+    {udp, tcp, port} = open_pair()
+    server = self()
+    acceptor = spawn_link(fn -> accept(tcp, server, opts) end)
+    :ok = :gen_tcp.controlling_process(tcp, acceptor)
+
+    {:ok,
+     %{udp: udp, port: port, answer: opts[:answer], counts: %{udp: 0, tcp: 0}, acceptor: acceptor}}
+  end
+
+  @impl GenServer
+  def handle_call(:address, _from, state), do: {:reply, {@address, state.port}, state}
+  def handle_call(:queries, _from, state), do: {:reply, state.counts, state}
+
+  @impl GenServer
+  def handle_cast({:query, transport}, state) do
+    {:noreply, update_in(state.counts[transport], &(&1 + 1))}
+  end
+
+  @impl GenServer
+  def handle_info({:udp, socket, ip, port, query}, %{udp: socket} = state) do
+    case reply(state.answer, query) do
+      :no_reply -> :ok
+      bytes -> :gen_udp.send(socket, ip, port, bytes)
+    end
+
+    {:noreply, update_in(state.counts.udp, &(&1 + 1))}
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp reply(:never, _query), do: :no_reply
+  defp reply(bytes, _query) when is_binary(bytes), do: bytes
+  defp reply(fun, query) when is_function(fun, 1), do: fun.(query)
+
+  defp open_pair do
+    {:ok, udp} = :gen_udp.open(0, [:binary, ip: @address, active: true])
+    {:ok, port} = :inet.port(udp)
+
+    case :gen_tcp.listen(port, [:binary, ip: @address, active: false, packet: :raw]) do
+      {:ok, tcp} ->
+        {udp, tcp, port}
+
+      {:error, _} ->
+        :gen_udp.close(udp)
+        open_pair()
+    end
+  end
+
+  defp accept(listener, server, opts) do
+    case :gen_tcp.accept(listener) do
+      {:ok, socket} ->
+        handler = spawn_link(fn -> serve_tcp(socket, server, opts) end)
+        :gen_tcp.controlling_process(socket, handler)
+        send(handler, :go)
+        accept(listener, server, opts)
+
+      {:error, _} ->
+        :ok
+    end
+  end
+
+  defp serve_tcp(socket, server, opts) do
+    receive do
+      :go -> tcp_loop(socket, server, opts)
+    end
+  end
+
+  defp tcp_loop(socket, server, opts) do
+    with {:ok, <<len::16>>} <- :gen_tcp.recv(socket, 2),
+         {:ok, query} <- :gen_tcp.recv(socket, len) do
+      GenServer.cast(server, {:query, :tcp})
+
+      framing = opts[:tcp_framing]
+
+      case reply(opts[:answer], query) do
+        :no_reply -> :ok
+        bytes when framing -> :gen_tcp.send(socket, <<byte_size(bytes)::16, bytes::binary>>)
+        bytes -> :gen_tcp.send(socket, bytes)
+      end
+
+      tcp_loop(socket, server, opts)
+    else
+      _closed -> :gen_tcp.close(socket)
+    end
+  end
+end
