@@ -383,6 +383,9 @@ defmodule Caravan.Cluster.DnsStrategy do
     end
   end
 
+  defp legacy_record({port, host}) when is_list(host),
+    do: legacy_record({port, List.to_string(host)})
+
   defp legacy_record({port, host}), do: %{port: port, host: host, addresses: []}
   defp legacy_record(other), do: %{port: nil, host: other, addresses: []}
 
@@ -399,7 +402,7 @@ defmodule Caravan.Cluster.DnsStrategy do
 
     {nodes, refused} =
       Enum.reduce(records, {[], 0}, fn record, {nodes, refused} ->
-        with {:ok, name} <- build_name(record, config),
+        with {:ok, name} <- NodeNames.name(record, config.node_sname, config.node_host),
              {:ok, node} <- NodeNames.to_node(name, config.topology, config.max_node_names) do
           {[node | nodes], refused}
         else
@@ -424,36 +427,6 @@ defmodule Caravan.Cluster.DnsStrategy do
 
     nodes |> Enum.reverse() |> Enum.uniq()
   end
-
-  defp build_name(%{port: port} = record, config) when is_integer(port) and port in 1..65535 do
-    with {:ok, host} <- host_for(record, config) do
-      case Caravan.Native.peer_name(config.node_sname, port, host) do
-        name when is_binary(name) -> {:ok, name}
-        {:error, _reason, message} -> {:error, message}
-      end
-    end
-  end
-
-  defp build_name(%{port: port}, _config), do: {:error, "port #{inspect(port)} is not a TCP port"}
-
-  defp host_for(%{host: host}, %Config{node_host: :target}) when is_binary(host), do: {:ok, host}
-
-  defp host_for(%{host: host}, %Config{node_host: :target}) when is_list(host),
-    do: {:ok, List.to_string(host)}
-
-  defp host_for(%{addresses: [address | _]}, %Config{node_host: :address}), do: {:ok, address}
-
-  defp host_for(%{host: host}, %Config{node_host: :address}) when is_binary(host) do
-    case Caravan.Native.decode_consul_addr(host) do
-      nil ->
-        {:error, "node_host is :address but the answer carries no address for #{inspect(host)}"}
-
-      ip ->
-        {:ok, ip}
-    end
-  end
-
-  defp host_for(record, _config), do: {:error, "no usable host in #{inspect(record, limit: 10)}"}
 
   ## Logging and telemetry
 

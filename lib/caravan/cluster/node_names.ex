@@ -1,15 +1,62 @@
 defmodule Caravan.Cluster.NodeNames do
   @moduledoc """
-  Turns validated peer names into node atoms, within a lifetime budget.
+  Where a DNS record becomes a peer's node name, and that name an atom,
+  within a lifetime budget.
 
-  Names are built and validated in Rust (`caravan_core::peer_name`, through
-  `Caravan.Native.peer_name/3`). Atoms are never garbage-collected, so a DNS
+  `name/3` picks the host part (`node_host: :target` or `:address`) and has
+  Rust build and validate `<node_sname>-<port>@<host>`
+  (`caravan_core::peer_name`, through `Caravan.Native.peer_name/3`). Atoms are never garbage-collected, so a DNS
   server answering every poll with fresh names could otherwise fill the atom
   table and crash the VM. Each topology may therefore create at most
   `max_node_names` new atoms over the VM's life; names that already exist as
   atoms cost nothing. The count lives in a `:counters` reference in
   `:persistent_term`, so a restarted strategy does not get a fresh budget.
   """
+
+  @doc """
+  The node name a record gives, as a binary: `<sname>-<port>@<host>`, where
+  the host is the SRV target (`:target`) or an IP address (`:address`: the
+  record's first address, else the address a Consul `.addr.` target
+  encodes). `{:error, message}` when the record cannot name a node.
+
+  ## Examples
+
+      iex> record = %{port: 4001, host: "0a000105.addr.dc1.consul", addresses: []}
+      iex> Caravan.Cluster.NodeNames.name(record, "likes", :address)
+      {:ok, "likes-4001@10.0.1.5"}
+      iex> Caravan.Cluster.NodeNames.name(record, "likes", :target)
+      {:ok, "likes-4001@0a000105.addr.dc1.consul"}
+  """
+  @spec name(map(), String.t(), :target | :address) :: {:ok, String.t()} | {:error, String.t()}
+  def name(%{port: port} = record, sname, node_host) when is_integer(port) and port in 1..65535 do
+    with {:ok, host} <- host(record, node_host) do
+      case Caravan.Native.peer_name(sname, port, host) do
+        name when is_binary(name) -> {:ok, name}
+        {:error, _reason, message} -> {:error, message}
+      end
+    end
+  end
+
+  def name(%{port: port}, _sname, _node_host),
+    do: {:error, "port #{inspect(port)} is not a TCP port"}
+
+  def name(record, _sname, _node_host),
+    do: {:error, "not a record: #{inspect(record, limit: 10)}"}
+
+  defp host(%{host: host}, :target) when is_binary(host), do: {:ok, host}
+  defp host(%{addresses: [address | _]}, :address), do: {:ok, address}
+
+  defp host(%{host: host}, :address) when is_binary(host) do
+    case Caravan.Native.decode_consul_addr(host) do
+      nil ->
+        {:error, "node_host is :address but the answer carries no address for #{inspect(host)}"}
+
+      ip ->
+        {:ok, ip}
+    end
+  end
+
+  defp host(record, _node_host), do: {:error, "no usable host in #{inspect(record, limit: 10)}"}
 
   @doc """
   Returns the atom for the node name `name` (a binary built by

@@ -5,7 +5,7 @@ defmodule Mix.Tasks.Caravan.Lookup do
   Looks up the SRV records of a service the way Caravan's discovery does and
   prints the answer as a table.
 
-      mix caravan.lookup QUERY [--nameserver IP:PORT]... [--tcp] [--node-sname NAME] [--timeout MS]
+      mix caravan.lookup QUERY [--nameserver IP:PORT]... [--tcp] [--node-sname NAME] [--node-host target|address] [--timeout MS]
 
   Options:
 
@@ -13,9 +13,11 @@ defmodule Mix.Tasks.Caravan.Lookup do
       `Caravan.DnsClient.Options` accepts as a string). Default: the
       `:nameservers` of `config :caravan, :dns`, else `/etc/resolv.conf`.
     * `--tcp` - query over TCP only (`transport: :tcp`).
-    * `--node-sname NAME` - also print the node names a cluster would build,
-      `NAME-PORT@HOST`, where HOST is the address encoded in a Consul
-      `.addr.` target and the target itself otherwise.
+    * `--node-sname NAME` - also print the node names
+      `Caravan.Cluster.DnsStrategy` would build, `NAME-PORT@HOST`.
+    * `--node-host target|address` - the strategy's `:node_host` for those
+      names (default `target`: HOST is the SRV target; `address`: its IP,
+      from glue or a Consul `.addr.` target).
     * `--timeout MS` - the lookup's timeout in milliseconds (default 5000).
 
   Example:
@@ -29,7 +31,13 @@ defmodule Mix.Tasks.Caravan.Lookup do
 
   use Mix.Task
 
-  @switches [nameserver: :keep, tcp: :boolean, node_sname: :string, timeout: :integer]
+  @switches [
+    nameserver: :keep,
+    tcp: :boolean,
+    node_sname: :string,
+    node_host: :string,
+    timeout: :integer
+  ]
 
   @impl Mix.Task
   def run(args) do
@@ -37,13 +45,16 @@ defmodule Mix.Tasks.Caravan.Lookup do
     Mix.Task.run("app.config")
 
     lookup_opts =
-      [transport: if(opts[:tcp], do: :tcp, else: :udp)]
+      [
+        transport: if(opts[:tcp], do: :tcp, else: :udp),
+        resolve_addresses: node_host!(opts[:node_host]) == :address
+      ]
       |> put_nameservers(Keyword.get_values(opts, :nameserver))
       |> put_timeout(opts[:timeout])
 
     case lookup(query, lookup_opts) do
       {:ok, targets} ->
-        print(query, targets, lookup_opts, opts[:node_sname])
+        print(query, targets, lookup_opts, {opts[:node_sname], node_host!(opts[:node_host])})
 
       {:error, {reason, message}} ->
         Mix.raise("DNS lookup of #{query} failed (#{reason}): #{message}")
@@ -64,8 +75,13 @@ defmodule Mix.Tasks.Caravan.Lookup do
   end
 
   defp usage do
-    "usage: mix caravan.lookup QUERY [--nameserver IP:PORT]... [--tcp] [--node-sname NAME] [--timeout MS]"
+    "usage: mix caravan.lookup QUERY [--nameserver IP:PORT]... [--tcp] [--node-sname NAME] [--node-host target|address] [--timeout MS]"
   end
+
+  defp node_host!(nil), do: :target
+  defp node_host!("target"), do: :target
+  defp node_host!("address"), do: :address
+  defp node_host!(other), do: Mix.raise("--node-host must be target or address, got: #{other}")
 
   defp put_nameservers(opts, []), do: opts
   defp put_nameservers(opts, servers), do: Keyword.put(opts, :nameservers, servers)
@@ -79,11 +95,11 @@ defmodule Mix.Tasks.Caravan.Lookup do
     e in ArgumentError -> Mix.raise(Exception.message(e))
   end
 
-  defp print(query, [], opts, _sname) do
+  defp print(query, [], opts, _naming) do
     Mix.shell().info("#{query}: no instances (NXDOMAIN or no SRV records) #{via(opts)}")
   end
 
-  defp print(query, targets, opts, sname) do
+  defp print(query, targets, opts, {sname, node_host}) do
     Mix.shell().info("#{query}: #{length(targets)} target(s) #{via(opts)}\n")
 
     rows =
@@ -95,8 +111,12 @@ defmodule Mix.Tasks.Caravan.Lookup do
     Mix.shell().info(table(["PRIORITY", "WEIGHT", "PORT", "TARGET", "ADDRESSES"], rows))
 
     if sname do
-      names = Enum.map_join(targets, "\n", &node_name(sname, &1))
-      Mix.shell().info("\nNode names (--node-sname #{sname}):\n" <> names)
+      names = Enum.map_join(targets, "\n", &node_name(sname, node_host, &1))
+
+      Mix.shell().info(
+        "\nNode names (node_sname: #{inspect(sname)}, node_host: #{inspect(node_host)}):\n" <>
+          names
+      )
     end
   end
 
@@ -123,18 +143,12 @@ defmodule Mix.Tasks.Caravan.Lookup do
     end)
   end
 
-  # How a peer's node name is built: NAME-PORT@HOST, HOST being the address
-  # a Consul .addr. target encodes (Nomad names nodes after their IP), else
-  # the target. Kept in this one function for the strategy's naming to
-  # replace.
-  defp node_name(sname, %{port: port, host: host}) do
-    host =
-      case Caravan.Native.decode_consul_addr(host) do
-        nil -> host
-        ip -> ip(ip)
-      end
-
-    "#{sname}-#{port}@#{host}"
+  # Exactly what Caravan.Cluster.DnsStrategy builds for the same record.
+  defp node_name(sname, node_host, target) do
+    case Caravan.Cluster.NodeNames.name(target, sname, node_host) do
+      {:ok, name} -> name
+      {:error, message} -> "(none: #{message})"
+    end
   end
 
   defp ip(ip), do: ip |> :inet.ntoa() |> to_string()

@@ -28,11 +28,36 @@ defmodule Mix.Tasks.Caravan.LookupTest do
     assert out =~ ~r/^PRIORITY  WEIGHT  PORT  TARGET\s+ADDRESSES$/m
     assert out =~ ~r/^1\s+1\s+4001\s+7f000002\.addr\.dc1\.consul\s+127\.0\.0\.2$/m
     assert out =~ ~r/^1\s+1\s+4003\s+node1\.node\.dc1\.consul\s+127\.0\.1\.1$/m
-    assert out =~ "Node names (--node-sname likes):"
-    # .addr. targets are named by the address they encode.
+    # Without --node-host: what the strategy's default (node_host: :target) builds.
+    assert out =~ "Node names (node_sname: \"likes\", node_host: :target):"
+    assert out =~ ~r/^likes-4001@7f000002\.addr\.dc1\.consul$/m
+    assert out =~ ~r/^likes-4003@node1\.node\.dc1\.consul$/m
+  end
+
+  test "--node-host address names peers by address, as node_host: :address does", %{ns: ns} do
+    out =
+      capture_io(fn ->
+        Mix.Tasks.Caravan.Lookup.run([
+          @service,
+          "--nameserver",
+          ns,
+          "--node-sname",
+          "likes",
+          "--node-host",
+          "address"
+        ])
+      end)
+
+    assert out =~ "Node names (node_sname: \"likes\", node_host: :address):"
     assert out =~ ~r/^likes-4001@127\.0\.0\.2$/m
     assert out =~ ~r/^likes-4002@127\.0\.0\.3$/m
-    assert out =~ ~r/^likes-4003@node1\.node\.dc1\.consul$/m
+    assert out =~ ~r/^likes-4003@127\.0\.1\.1$/m
+  end
+
+  test "--node-host accepts only target or address", %{ns: ns} do
+    assert_raise Mix.Error, ~r/--node-host must be target or address, got: ip/, fn ->
+      Mix.Tasks.Caravan.Lookup.run([@service, "--nameserver", ns, "--node-host", "ip"])
+    end
   end
 
   test "--tcp queries over TCP", %{ns: ns} do
