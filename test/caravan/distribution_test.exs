@@ -1,6 +1,6 @@
 defmodule Caravan.DistributionTest do
   # Real nodes (OS processes) with Caravan's flags, on loopback, no epmd.
-  # Ports 41000-41099 (this suite owns 41000-41999).
+  # Ports 21000-21099 (this suite owns 21000-21999).
   use ExUnit.Case, async: true
 
   alias Caravan.Test.Nodes
@@ -18,16 +18,16 @@ defmodule Caravan.DistributionTest do
     setup do
       nodes =
         Nodes.start_all!([
-          [sname: "a-41001"],
-          [sname: "b-41002"],
-          [sname: "c-41003"]
+          [sname: "a-21001"],
+          [sname: "b-21002"],
+          [sname: "c-21003"]
         ])
 
       {:ok, nodes: nodes}
     end
 
     test "each listens on the port its name carries", %{nodes: nodes} do
-      for {node, port} <- Enum.zip(nodes, [41001, 41002, 41003]) do
+      for {node, port} <- Enum.zip(nodes, [21001, 21002, 21003]) do
         assert Nodes.listening(node) == [{{0, 0, 0, 0}, port}]
       end
     end
@@ -45,7 +45,7 @@ defmodule Caravan.DistributionTest do
     end
 
     test ":net_adm.names/0 shows the node's own entry", %{nodes: nodes} do
-      for {node, port} <- Enum.zip(nodes, [41001, 41002, 41003]) do
+      for {node, port} <- Enum.zip(nodes, [21001, 21002, 21003]) do
         [local, _host] = node.name |> Atom.to_charlist() |> :string.split(~c"@")
         assert Nodes.rpc!(node, :net_adm, :names, []) == {:ok, [{local, port}]}
       end
@@ -58,7 +58,7 @@ defmodule Caravan.DistributionTest do
       assert Nodes.rpc!(b, :erpc, :call, [a.name, :erlang, :is_process_alive, [old_init]])
 
       Nodes.stop(a)
-      a = Nodes.start!(sname: "a-41001")
+      a = Nodes.start!(sname: "a-21001")
 
       assert Nodes.rpc!(a, :erlang, :system_info, [:creation]) != creation
       Nodes.wait_until(fn -> Nodes.rpc!(b, Node, :ping, [a.name]) == :pong end)
@@ -68,9 +68,9 @@ defmodule Caravan.DistributionTest do
     test "rpc and remote-shell helpers named after a node reach it without taking its port",
          %{nodes: [a | _], host: host} do
       # Named like `bin/app rpc` and relx's remsh nodes: their names end in
-      # a-41001's port, so without the helper rule they would fail with
+      # a-21001's port, so without the helper rule they would fail with
       # eaddrinuse.
-      for helper <- ["rpc-1a2b-a-41001", "remsh1f2e3d4c-a-41001"] do
+      for helper <- ["rpc-1a2b-a-21001", "remsh1f2e3d4c-a-21001"] do
         erl = Enum.join(Nodes.seed_flags() ++ ["-pa", Nodes.caravan_ebin()], " ")
 
         process =
@@ -83,16 +83,16 @@ defmodule Caravan.DistributionTest do
             "--cookie",
             "caravan-test",
             "--rpc-eval",
-            "a-41001@#{host}",
+            "a-21001@#{host}",
             ~S|IO.puts("answered by #{node()}")|
           ])
 
         {status, output} = Nodes.wait_for_exit(process)
         assert status == 0, output
-        assert output =~ "answered by a-41001@#{host}"
+        assert output =~ "answered by a-21001@#{host}"
       end
 
-      assert Nodes.listening(a) == [{{0, 0, 0, 0}, 41001}]
+      assert Nodes.listening(a) == [{{0, 0, 0, 0}, 21001}]
     end
   end
 
@@ -101,14 +101,14 @@ defmodule Caravan.DistributionTest do
       Nodes.start_all!(
         for last <- 2..4 do
           [
-            name: "app-41050@127.0.0.#{last}",
+            name: "app-21050@127.0.0.#{last}",
             erl: ["-kernel", "inet_dist_use_interface", "{127,0,0,#{last}}"]
           ]
         end
       )
 
     for {node, last} <- Enum.zip(nodes, 2..4) do
-      assert Nodes.listening(node) == [{{127, 0, 0, last}, 41050}]
+      assert Nodes.listening(node) == [{{127, 0, 0, last}, 21050}]
     end
 
     [first | others] = nodes
@@ -140,9 +140,9 @@ defmodule Caravan.DistributionTest do
 
     [caravan, otp] =
       Nodes.start_all!([
-        [name: "v6a-41040@v6.caravan.test", env: env, erl: ~w(-caravan_dist inet6_tcp)],
+        [name: "v6a-21040@v6.caravan.test", env: env, erl: ~w(-caravan_dist inet6_tcp)],
         [
-          name: "v6b-41041@v6.caravan.test",
+          name: "v6b-21041@v6.caravan.test",
           env: env,
           caravan: false,
           erl: ~w(-proto_dist inet6_tcp -epmd_module Elixir.Caravan.Epmd.Client)
@@ -150,8 +150,8 @@ defmodule Caravan.DistributionTest do
       ])
 
     assert Nodes.rpc!(caravan, Caravan.Epmd.Dist_dist, :underlying, []) == :inet6_tcp_dist
-    assert Nodes.listening(caravan) == [{{0, 0, 0, 0, 0, 0, 0, 0}, 41040}]
-    assert Nodes.listening(otp) == [{{0, 0, 0, 0, 0, 0, 0, 0}, 41041}]
+    assert Nodes.listening(caravan) == [{{0, 0, 0, 0, 0, 0, 0, 0}, 21040}]
+    assert Nodes.listening(otp) == [{{0, 0, 0, 0, 0, 0, 0, 0}, 21041}]
 
     for {from, to} <- [{caravan, otp}, {otp, caravan}] do
       assert Nodes.rpc!(from, Node, :ping, [to.name]) == :pong
@@ -164,8 +164,8 @@ defmodule Caravan.DistributionTest do
   test "a node with the wrong cookie is refused" do
     [good, bad] =
       Nodes.start_all!([
-        [name: "good-41060@127.0.0.1"],
-        [name: "bad-41061@127.0.0.1", cookie: "not-the-cookie"]
+        [name: "good-21060@127.0.0.1"],
+        [name: "bad-21061@127.0.0.1", cookie: "not-the-cookie"]
       ])
 
     assert Nodes.rpc!(bad, Node, :ping, [good.name]) == :pang
@@ -178,9 +178,9 @@ defmodule Caravan.DistributionTest do
     # -erl_epmd_port lets OTP's erl_epmd work without a daemon.
     node =
       Nodes.start!(
-        sname: "warn-41098",
+        sname: "warn-21098",
         caravan: false,
-        erl: ~w(-proto_dist Elixir.Caravan.Epmd.Dist -erl_epmd_port 41098)
+        erl: ~w(-proto_dist Elixir.Caravan.Epmd.Dist -erl_epmd_port 21098)
       )
 
     assert Nodes.output(node) =~
@@ -189,13 +189,13 @@ defmodule Caravan.DistributionTest do
 
   describe "a node that cannot listen stops with an error naming node, port and cause" do
     test "when its port is taken" do
-      _holder = Nodes.start!(name: "holder-41071@127.0.0.1")
+      _holder = Nodes.start!(name: "holder-21071@127.0.0.1")
 
-      {:error, {:exited, status, output}} = Nodes.start(name: "clash-41071@127.0.0.1")
+      {:error, {:exited, status, output}} = Nodes.start(name: "clash-21071@127.0.0.1")
 
       assert status != 0
-      assert output =~ "clash-41071@127.0.0.1"
-      assert output =~ "port 41071"
+      assert output =~ "clash-21071@127.0.0.1"
+      assert output =~ "port 21071"
       assert output =~ "address already in use (eaddrinuse)"
     end
 
@@ -209,7 +209,7 @@ defmodule Caravan.DistributionTest do
 
     test "when -caravan_dist names no transport" do
       {:error, {:exited, status, output}} =
-        Nodes.start(name: "app-41072@127.0.0.1", erl: ~w(-caravan_dist udp))
+        Nodes.start(name: "app-21072@127.0.0.1", erl: ~w(-caravan_dist udp))
 
       assert status != 0
       assert output =~ "-caravan_dist udp names no transport"

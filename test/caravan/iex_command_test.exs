@@ -7,7 +7,7 @@ defmodule Caravan.IexCommandTest do
   #
   # with MIX_ENV=test and _build/test (what this test run compiled), a port
   # in this suite's range, and IEx reading its input from a pipe. Ports
-  # 41080-41081.
+  # 21080-21081.
   use ExUnit.Case, async: true
 
   alias Caravan.Test.{Nodes, SampleApp}
@@ -18,33 +18,33 @@ defmodule Caravan.IexCommandTest do
   test "iex -S mix with the README's flags starts a node on its name's port that reaches peers" do
     Nodes.refute_epmd!()
     {:ok, hostname} = :inet.gethostname()
-    peer = Nodes.start!(sname: "peer-41081")
+    peer = Nodes.start!(sname: "peer-21081")
 
     erl = Enum.join(Nodes.seed_flags() ++ ["-pa", "_build/test/lib/caravan/ebin"], " ")
 
     iex =
       Nodes.spawn!(
         "iex",
-        ["--erl", erl, "--sname", "iex-41080", "--cookie", "caravan-test", "-S", "mix"],
+        ["--erl", erl, "--sname", "iex-21080", "--cookie", "caravan-test", "-S", "mix"],
         cd: SampleApp.root(),
         env: [{"MIX_ENV", "test"}, {"ELIXIR_ERL_OPTIONS", nil}, {"ERL_CRASH_DUMP_SECONDS", "0"}],
         label: "iex -S mix"
       )
 
-    Nodes.wait_for_output(iex, "iex(iex-41080@#{hostname})", 60_000)
-    assert Nodes.listening(iex) == [{{0, 0, 0, 0}, 41080}]
+    Nodes.wait_for_output(iex, "iex(iex-21080@#{hostname})", 60_000)
+    assert Nodes.listening(iex) == [{{0, 0, 0, 0}, 21080}]
 
     # -S mix loaded the project.
     Nodes.send_input(iex, ~s|IO.puts("project: \#{Mix.Project.config()[:app]}")\n|)
     Nodes.wait_for_output(iex, "project: caravan")
 
-    Nodes.send_input(iex, ~s|IO.puts("ping: \#{Node.ping(:"peer-41081@#{hostname}")}")\n|)
+    Nodes.send_input(iex, ~s|IO.puts("ping: \#{Node.ping(:"peer-21081@#{hostname}")}")\n|)
     Nodes.wait_for_output(iex, "ping: pong")
 
     Nodes.send_input(iex, ~s|IO.puts("names: \#{inspect(:net_adm.names())}")\n|)
-    Nodes.wait_for_output(iex, ~s|names: {:ok, [{'iex-41080', 41080}]}|)
+    Nodes.wait_for_output(iex, ~s|names: {:ok, [{'iex-21080', 21080}]}|)
 
-    assert Nodes.rpc!(peer, Node, :list, []) == [:"iex-41080@#{hostname}"]
+    assert Nodes.rpc!(peer, Node, :list, []) == [:"iex-21080@#{hostname}"]
     Nodes.send_input(iex, "System.halt()\n")
     assert {0, _} = Nodes.wait_for_exit(iex)
     Nodes.refute_epmd!()

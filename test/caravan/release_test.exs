@@ -2,7 +2,7 @@ defmodule Caravan.ReleaseTest do
   # A `mix release` of a throwaway app that depends on Caravan by path,
   # configured as the README says (rel/vm.args.eex, rel/remote.vm.args.eex,
   # rel/env.sh.eex): it boots without epmd, and `bin/sample rpc` and
-  # `bin/sample remote` reach it. Port 41090.
+  # `bin/sample remote` reach it. Port 21090.
   use ExUnit.Case, async: true
 
   alias Caravan.Test.{Nodes, SampleApp}
@@ -11,7 +11,7 @@ defmodule Caravan.ReleaseTest do
   @moduletag :release
   @moduletag timeout: 300_000
 
-  @node "sample-41090@127.0.0.1"
+  @node "sample-21090@127.0.0.1"
 
   # The README's release recipe, verbatim.
   @vm_args """
@@ -74,16 +74,16 @@ defmodule Caravan.ReleaseTest do
     Nodes.refute_epmd!()
 
     server = Nodes.spawn!(bin, ["start"], label: "bin/sample start")
-    Nodes.wait_until(fn -> Nodes.listening(server) == [{{0, 0, 0, 0}, 41090}] end, 60_000)
+    Nodes.wait_until(fn -> Nodes.listening(server) == [{{0, 0, 0, 0}, 21090}] end, 60_000)
     Nodes.refute_epmd!()
 
-    # bin/sample rpc runs a hidden node rpc-<hex>-sample-41090@127.0.0.1.
+    # bin/sample rpc runs a hidden node rpc-<hex>-sample-21090@127.0.0.1.
     rpc = Nodes.spawn!(bin, ["rpc", "IO.puts(Sample.hello())"], label: "bin/sample rpc")
     {status, output} = Nodes.wait_for_exit(rpc, 60_000)
     assert status == 0, output
-    assert output =~ "hello from #{@node} on port 41090"
+    assert output =~ "hello from #{@node} on port 21090"
 
-    # bin/sample remote runs iex --remsh as rem-<hex>-sample-41090@127.0.0.1.
+    # bin/sample remote runs iex --remsh as rem-<hex>-sample-21090@127.0.0.1.
     # IEx ignores --remsh unless stdin is a terminal, so `script` gives it a
     # pseudo-terminal; the test types into it.
     remote =
@@ -95,7 +95,7 @@ defmodule Caravan.ReleaseTest do
     Nodes.send_input(remote, ~s|IO.puts("helpers " <> inspect(Node.list(:hidden)))\r|)
 
     output =
-      Nodes.wait_for_output(remote, ~r/helpers \[:"rem-[0-9a-f]+-sample-41090@127\.0\.0\.1"\]/)
+      Nodes.wait_for_output(remote, ~r/helpers \[:"rem-[0-9a-f]+-sample-21090@127\.0\.0\.1"\]/)
 
     refute output =~ "eaddrinuse"
     # Ctrl-G, then q: quits the shell's own node, not the release.

@@ -1,6 +1,6 @@
 defmodule Caravan.TestNodesTest do
   # The harness other suites build on (Caravan.Test.Nodes): boot code,
-  # errors, and that no OS process outlives its test. Ports 41900-41909.
+  # errors, and that no OS process outlives its test. Ports 21900-21909.
   use ExUnit.Case, async: true
 
   alias Caravan.Test.Nodes
@@ -11,7 +11,7 @@ defmodule Caravan.TestNodesTest do
   test "boot code runs after app_env is set, in a process that outlives it" do
     node =
       Nodes.start!(
-        sname: "boot-41900",
+        sname: "boot-21900",
         app_env: [demo: [greeting: "hello"]],
         boot:
           quote do
@@ -27,7 +27,7 @@ defmodule Caravan.TestNodesTest do
 
   test "a failing boot fails the start, with the error" do
     assert {:error, {:boot_failed, message, _output}} =
-             Nodes.start(sname: "boot-41901", boot: ~s|raise "no config"|)
+             Nodes.start(sname: "boot-21901", boot: ~s|raise "no config"|)
 
     assert message =~ "no config"
   end

@@ -1,6 +1,6 @@
 defmodule Caravan.TlsDistributionTest do
   # TLS distribution with Caravan's epmd module: certificates made here with
-  # openssl, nodes on loopback, no epmd. Ports 41030-41039.
+  # openssl, nodes on loopback, no epmd. Ports 21030-21039.
   use ExUnit.Case, async: true
 
   alias Caravan.Test.Nodes
@@ -36,7 +36,7 @@ defmodule Caravan.TlsDistributionTest do
       Nodes.start_all!([
         # OTP's inet_tls with Caravan's epmd module.
         [
-          name: "tls-41030@#{@host}",
+          name: "tls-21030@#{@host}",
           env: env,
           caravan: false,
           erl:
@@ -45,12 +45,12 @@ defmodule Caravan.TlsDistributionTest do
         ],
         # Caravan's distribution module over inet_tls.
         [
-          name: "tls-41031@#{@host}",
+          name: "tls-21031@#{@host}",
           env: env,
           erl: ["-caravan_dist", "inet_tls", "-ssl_dist_optfile", trusted]
         ],
         [
-          name: "rogue-41032@#{@host}",
+          name: "rogue-21032@#{@host}",
           env: env,
           caravan: false,
           erl:
@@ -59,7 +59,7 @@ defmodule Caravan.TlsDistributionTest do
         ]
       ])
 
-    for {node, port} <- [{otp_tls, 41030}, {caravan_tls, 41031}, {rogue, 41032}] do
+    for {node, port} <- [{otp_tls, 21030}, {caravan_tls, 21031}, {rogue, 21032}] do
       assert Nodes.listening(node) == [{{0, 0, 0, 0}, port}]
     end
 
@@ -69,7 +69,7 @@ defmodule Caravan.TlsDistributionTest do
              caravan_tls.name
 
     {:ok, info} = Nodes.rpc!(caravan_tls, :net_kernel, :node_info, [otp_tls.name])
-    assert {:net_address, {{127, 0, 0, 1}, 41030}, _host, :tls, :inet} = info[:address]
+    assert {:net_address, {{127, 0, 0, 1}, 21030}, _host, :tls, :inet} = info[:address]
 
     for {from, to} <- [
           {rogue, otp_tls},

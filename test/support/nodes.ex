@@ -3,7 +3,7 @@ defmodule Caravan.Test.Nodes do
   Real BEAM nodes as OS processes, for tests: start them with Caravan's
   flags (or any others), run code on them, and always stop them.
 
-      node = Nodes.start!(sname: "a-41001")
+      node = Nodes.start!(sname: "a-21001")
       Nodes.eval!(node, "Node.ping(peer)", binding: [peer: other.name])
       #=> :pong
 
@@ -64,7 +64,7 @@ defmodule Caravan.Test.Nodes do
 
       nodes =
         Nodes.start_all!(
-          for port <- 42001..42005 do
+          for port <- 22001..22005 do
             [
               name: "app-\#{port}@127.0.0.1",
               app_env: [caravan: [query: "app.service.consul"]],
