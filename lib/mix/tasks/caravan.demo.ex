@@ -45,12 +45,15 @@ defmodule Mix.Tasks.Caravan.Demo do
   @poll_ms 500
   @outage_polls 4
   @step_timeout 20_000
+  @registry :caravan_demo_started
 
   @impl Mix.Task
   def run(args) do
     opts = parse!(args)
     Mix.Task.run("compile")
     Mix.Task.run("app.start")
+    :ets.new(@registry, [:named_table, :public])
+    __MODULE__.Interrupt.install()
     ebin = Mix.Project.compile_path()
     check_environment!(ebin)
     check_ports!(opts)
@@ -79,11 +82,11 @@ defmodule Mix.Tasks.Caravan.Demo do
             "(#{total} s in all)"
         )
 
-        if opts[:keep], do: keep(demo), else: teardown(demo)
+        if opts[:keep], do: keep(demo), else: teardown()
 
       {:error, reason} ->
         say(failure_context(demo))
-        teardown(demo)
+        teardown()
         say("FAIL: " <> reason)
         exit({:shutdown, 1})
     end
@@ -92,6 +95,39 @@ defmodule Mix.Tasks.Caravan.Demo do
   defmodule Failure do
     @moduledoc false
     defexception [:message]
+  end
+
+  defmodule Interrupt do
+    # SIGTERM (what scripts/demo sends on Ctrl-C; `kill`; `timeout`) stops
+    # every process the demo started before the VM halts. It replaces OTP's
+    # handler, which would stop the VM without running the demo's teardown.
+    @moduledoc false
+    @behaviour :gen_event
+
+    def install do
+      :ok =
+        :gen_event.swap_handler(
+          :erl_signal_server,
+          {:erl_signal_handler, :swap},
+          {__MODULE__, []}
+        )
+    end
+
+    @impl true
+    def init(_), do: {:ok, nil}
+
+    @impl true
+    def handle_event(:sigterm, state) do
+      Mix.Tasks.Caravan.Demo.teardown()
+      IO.puts("\nFAIL: interrupted (Ctrl-C in scripts/demo, or SIGTERM); every process the demo started is stopped")
+      System.halt(130)
+      {:ok, state}
+    end
+
+    def handle_event(_signal, state), do: {:ok, state}
+
+    @impl true
+    def handle_call(_request, state), do: {:ok, :ok, state}
   end
 
   ## Options
@@ -173,6 +209,7 @@ defmodule Mix.Tasks.Caravan.Demo do
   defp setup(opts, ebin) do
     dir = Path.join(System.tmp_dir!(), "caravan-demo-#{System.pid()}-#{rand_hex(4)}")
     File.mkdir_p!(dir)
+    :ets.insert(@registry, {:dir, dir})
 
     demo = %{
       opts: opts,
@@ -312,6 +349,7 @@ defmodule Mix.Tasks.Caravan.Demo do
     node = demo.nodes[i]
     Port.close(node.proc.port)
     unless gone?(node.proc.os_pid, 5_000), do: stop_group(node.proc)
+    :ets.delete(@registry, {:group, node.proc.os_pid})
     %{demo | nodes: Map.delete(demo.nodes, i)}
   end
 
@@ -355,6 +393,7 @@ defmodule Mix.Tasks.Caravan.Demo do
       ])
 
     {:os_pid, os_pid} = Port.info(port, :os_pid)
+    :ets.insert(@registry, {{:group, os_pid}})
     %{port: port, os_pid: os_pid}
   end
 
@@ -363,6 +402,7 @@ defmodule Mix.Tasks.Caravan.Demo do
     kill("-TERM", os_pid)
     unless gone?(os_pid, 3_000), do: kill("-KILL", os_pid)
     gone?(os_pid, 3_000)
+    :ets.delete(@registry, {:group, os_pid})
 
     try do
       Port.close(port)
@@ -388,10 +428,15 @@ defmodule Mix.Tasks.Caravan.Demo do
     |> Enum.find(fn gone? -> gone? or now() > deadline or (Process.sleep(50) && false) end)
   end
 
-  defp teardown(demo) do
-    for {_, node} <- demo.nodes, do: stop_group(node.proc)
-    stop_dns(demo)
-    File.rm_rf(demo.dir)
+  # Everything this VM started, from the registry: what a failed step had
+  # started is not in the `demo` map the failure left behind.
+  @doc false
+  def teardown do
+    groups = for {{:group, os_pid}} <- :ets.tab2list(@registry), do: os_pid
+    for os_pid <- groups, do: kill("-KILL", os_pid)
+    for os_pid <- groups, do: gone?(os_pid, 3_000)
+    for {:dir, dir} <- :ets.lookup(@registry, :dir), do: File.rm_rf(dir)
+    :ets.delete_all_objects(@registry)
     :ok
   end
 
@@ -608,7 +653,7 @@ defmodule Mix.Tasks.Caravan.Demo do
 
   defp draw(demo, title, views, elapsed, status, drawn) do
     lines = table(demo, title, views, elapsed, status)
-    IO.write([up(drawn), Enum.map(lines, &[&1, IO.ANSI.clear_line(), ?\n])])
+    IO.write([up(drawn), Enum.map(lines, &[IO.ANSI.clear_line(), &1, ?\n])])
     length(lines)
   end
 
@@ -626,15 +671,13 @@ defmodule Mix.Tasks.Caravan.Demo do
   defp up(n), do: ["\e[#{n}A", "\r"]
 
   defp failure_context(demo) do
-    logs =
-      for {i, m} <- Enum.sort(demo.nodes),
-          {:ok, text} <- [File.read(log_file(demo, i))],
-          text != "" do
-        tail = text |> String.split("\n", trim: true) |> Enum.take(-5) |> Enum.join("\n    ")
-        "  last lines of #{m.name}:\n    #{tail}"
-      end
-
-    Enum.join(logs, "\n")
+    for log <- Path.wildcard(Path.join(demo.dir, "*.log")) |> Enum.sort(),
+        {:ok, text} <- [File.read(log)],
+        text != "",
+        into: "" do
+      tail = text |> String.split("\n", trim: true) |> Enum.take(-5) |> Enum.join("\n    ")
+      "  last lines of #{Path.basename(log)}:\n    #{tail}\n"
+    end
   end
 
   ## --keep
