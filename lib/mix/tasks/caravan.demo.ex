@@ -119,7 +119,11 @@ defmodule Mix.Tasks.Caravan.Demo do
     @impl true
     def handle_event(:sigterm, state) do
       Mix.Tasks.Caravan.Demo.teardown()
-      IO.puts("\nFAIL: interrupted (Ctrl-C in scripts/demo, or SIGTERM); every process the demo started is stopped")
+
+      IO.puts(
+        "\nFAIL: interrupted (Ctrl-C in scripts/demo, or SIGTERM); every process the demo started is stopped"
+      )
+
       System.halt(130)
       {:ok, state}
     end
@@ -219,6 +223,7 @@ defmodule Mix.Tasks.Caravan.Demo do
       dns_port: free_udp_tcp_port(),
       dns: nil,
       listed: [],
+      outage: %{},
       nodes: %{},
       tty: IO.ANSI.enabled?()
     }
@@ -551,38 +556,66 @@ defmodule Mix.Tasks.Caravan.Demo do
     loop.(loop, 0)
   end
 
+  # Holds DNS down until every node has seen `@outage_polls` failed
+  # lookups (read from its log), checking all along that nobody drops.
   defp hold_mesh!(demo, title, started) do
-    until = started + @outage_polls * @poll_ms
+    demo = %{demo | outage: Map.new(demo.nodes, fn {i, _} -> {i, failed_lookups(demo, i)} end)}
+    deadline = started + @step_timeout
 
     loop = fn loop, drawn ->
       views = views(demo)
       elapsed = now() - started
+      failed = outage_polls(demo)
 
-      unless meshed?(demo, views) do
-        finish(demo, title, views, elapsed, drawn)
+      cond do
+        not meshed?(demo, views) ->
+          finish(demo, title, views, elapsed, drawn)
 
-        raise Failure,
-              "step #{title}: a node was disconnected while DNS was down; " <>
-                describe_views(demo, views)
-      end
+          raise Failure,
+                "step #{title}: a node was disconnected while DNS was down; " <>
+                  describe_views(demo, views)
 
-      if now() >= until do
-        case lookup(demo) do
-          {:error, _} ->
-            finish(demo, title, views, elapsed, drawn)
-            seconds(elapsed)
+        Enum.all?(failed, fn {_, n} -> n >= @outage_polls end) ->
+          case lookup(demo) do
+            {:error, _} ->
+              finish(demo, title, views, elapsed, drawn)
+              seconds(elapsed)
 
-          {:ok, _} ->
-            raise Failure, "step #{title}: DNS still answered after it was stopped"
-        end
-      else
-        drawn = draw(demo, title, views, elapsed, "...", drawn)
-        Process.sleep(100)
-        loop.(loop, drawn)
+            {:ok, _} ->
+              raise Failure, "step #{title}: DNS still answered after it was stopped"
+          end
+
+        now() > deadline ->
+          finish(demo, title, views, elapsed, drawn)
+
+          raise Failure,
+                "step #{title}: the nodes did not report #{@outage_polls} failed lookups " <>
+                  "within #{div(@step_timeout, 1000)} s (#{inspect(failed)}); is the strategy polling?"
+
+        true ->
+          drawn = draw(demo, title, views, elapsed, "...", drawn)
+          Process.sleep(100)
+          loop.(loop, drawn)
       end
     end
 
     loop.(loop, 0)
+  end
+
+  # Failed polls per node since DNS went down.
+  defp outage_polls(demo) do
+    Map.new(demo.outage, fn {i, before} -> {i, failed_lookups(demo, i) - before} end)
+  end
+
+  # The strategy logs this line once per failed poll.
+  defp failed_lookups(demo, i) do
+    case File.read(log_file(demo, i)) do
+      {:ok, text} ->
+        length(String.split(text, "keeping every connected node until DNS answers again")) - 1
+
+      {:error, _} ->
+        0
+    end
   end
 
   defp views(demo) do
@@ -620,7 +653,16 @@ defmodule Mix.Tasks.Caravan.Demo do
     indices = Map.keys(demo.nodes) |> Enum.sort()
     cols = Enum.map(indices, &".#{&1}")
     width = demo.nodes |> Map.values() |> Enum.map(&String.length(&1.name)) |> Enum.max()
-    dns = if demo.dns, do: "up, lists #{Enum.map_join(demo.listed, " ", &".#{&1}")}", else: "DOWN"
+
+    dns =
+      if demo.dns do
+        "up, lists #{Enum.map_join(demo.listed, " ", &".#{&1}")}"
+      else
+        failed =
+          outage_polls(demo) |> Enum.sort() |> Enum.map_join(" ", fn {i, n} -> ".#{i}: #{n}" end)
+
+        "DOWN; failed polls #{failed}"
+      end
 
     header =
       String.duplicate(" ", width + 2) <> Enum.map_join(cols, "", &String.pad_leading(&1, 4))
