@@ -52,11 +52,11 @@ defmodule Mix.Tasks.Caravan.Demo do
     opts = parse!(args)
     Mix.Task.run("compile")
     Mix.Task.run("app.start")
-    :ets.new(@registry, [:named_table, :public])
-    __MODULE__.Interrupt.install()
     ebin = Mix.Project.compile_path()
     check_environment!(ebin)
     check_ports!(opts)
+    :ets.new(@registry, [:named_table, :public])
+    __MODULE__.Interrupt.install()
 
     started = now()
     demo = setup(opts, ebin)
@@ -527,75 +527,59 @@ defmodule Mix.Tasks.Caravan.Demo do
   defp name(demo, i), do: instance(demo, i).name
 
   defp await_mesh!(demo, title, started) do
-    deadline = started + @step_timeout
-
-    loop = fn loop, drawn ->
-      views = views(demo)
-      elapsed = now() - started
-      meshed = meshed?(demo, views)
-      drawn = draw(demo, title, views, elapsed, if(meshed, do: "done", else: "..."), drawn)
-
-      cond do
-        meshed ->
-          finish(demo, title, views, elapsed, drawn)
-          seconds(elapsed)
-
-        now() > deadline ->
-          finish(demo, title, views, elapsed, drawn)
-
-          raise Failure,
-                "step #{title}: no full mesh within #{div(@step_timeout, 1000)} s; " <>
-                  describe_views(demo, views)
-
-        true ->
-          Process.sleep(100)
-          loop.(loop, drawn)
-      end
-    end
-
-    loop.(loop, 0)
+    run_step!(demo, title, started, fn views ->
+      if meshed?(demo, views), do: :done, else: {:wait, "no full mesh"}
+    end)
   end
 
   # Holds DNS down until every node has seen `@outage_polls` failed
   # lookups (read from its log), checking all along that nobody drops.
   defp hold_mesh!(demo, title, started) do
     demo = %{demo | outage: Map.new(demo.nodes, fn {i, _} -> {i, failed_lookups(demo, i)} end)}
-    deadline = started + @step_timeout
 
-    loop = fn loop, drawn ->
-      views = views(demo)
-      elapsed = now() - started
+    run_step!(demo, title, started, fn views ->
       failed = outage_polls(demo)
 
       cond do
         not meshed?(demo, views) ->
-          finish(demo, title, views, elapsed, drawn)
+          {:fail, "a node was disconnected while DNS was down"}
 
-          raise Failure,
-                "step #{title}: a node was disconnected while DNS was down; " <>
-                  describe_views(demo, views)
+        not Enum.all?(failed, fn {_, n} -> n >= @outage_polls end) ->
+          {:wait,
+           "the nodes did not all report #{@outage_polls} failed polls (#{inspect(failed)})"}
 
-        Enum.all?(failed, fn {_, n} -> n >= @outage_polls end) ->
-          case lookup(demo) do
-            {:error, _} ->
-              finish(demo, title, views, elapsed, drawn)
-              seconds(elapsed)
-
-            {:ok, _} ->
-              raise Failure, "step #{title}: DNS still answered after it was stopped"
-          end
-
-        now() > deadline ->
-          finish(demo, title, views, elapsed, drawn)
-
-          raise Failure,
-                "step #{title}: the nodes did not report #{@outage_polls} failed lookups " <>
-                  "within #{div(@step_timeout, 1000)} s (#{inspect(failed)}); is the strategy polling?"
+        match?({:ok, _}, lookup(demo)) ->
+          {:fail, "DNS still answered after it was stopped"}
 
         true ->
+          :done
+      end
+    end)
+  end
+
+  # Redraws the step's table until `check` (given what each node sees)
+  # returns `:done`; returns the elapsed seconds. `{:fail, why}`, or
+  # `{:wait, why}` past the step's timeout, fails the demo with `why` and
+  # what each node sees.
+  defp run_step!(demo, title, started, check) do
+    loop = fn loop, drawn ->
+      views = views(demo)
+      elapsed = now() - started
+
+      case check.(views) do
+        :done ->
+          finish(demo, title, views, elapsed, "done", drawn)
+          seconds(elapsed)
+
+        {:wait, _why} when elapsed < @step_timeout ->
           drawn = draw(demo, title, views, elapsed, "...", drawn)
           Process.sleep(100)
           loop.(loop, drawn)
+
+        {verdict, why} ->
+          finish(demo, title, views, elapsed, "FAILED", drawn)
+          within = if verdict == :wait, do: " within #{div(@step_timeout, 1000)} s", else: ""
+          raise Failure, "step #{title}: #{why}#{within}; " <> describe_views(demo, views)
       end
     end
 
@@ -699,13 +683,10 @@ defmodule Mix.Tasks.Caravan.Demo do
     length(lines)
   end
 
-  defp finish(%{tty: true} = demo, title, views, elapsed, drawn) do
-    status = if meshed?(demo, views), do: "done", else: "FAILED"
-    draw(demo, title, views, elapsed, status, drawn)
-  end
+  defp finish(%{tty: true} = demo, title, views, elapsed, status, drawn),
+    do: draw(demo, title, views, elapsed, status, drawn)
 
-  defp finish(demo, title, views, elapsed, _drawn) do
-    status = if meshed?(demo, views), do: "done", else: "FAILED"
+  defp finish(demo, title, views, elapsed, status, _drawn) do
     IO.write(Enum.map(table(demo, title, views, elapsed, status), &[&1, ?\n]))
   end
 
