@@ -7,7 +7,7 @@ defmodule Mix.Tasks.Caravan.Demo do
       mix caravan.demo [--nodes N] [--port PORT] [--keep]
 
   It starts a dnsmasq on `127.0.0.1` and a free port, serving the service
-  `#{"app-dist.service.consul"}` the way Consul does (`.addr.` SRV targets with
+  `app-dist.service.consul` the way Consul does (`.addr.` SRV targets with
   A glue, NXDOMAIN for other `.consul` names), then N nodes named
   `app-PORT@127.0.0.I` (one port, one loopback address each: the shape of
   Nomad allocations), each started with Caravan's flags and no epmd and
@@ -23,12 +23,13 @@ defmodule Mix.Tasks.Caravan.Demo do
   place on a terminal and printed once otherwise. The demo ends with one
   verdict line, `PASS: ...` (exit status 0) or `FAIL: <reason>` (exit
   status 1), and stops every process it started, also when it fails or is
-  interrupted: every node and the dnsmasq halt by themselves when the pipe
-  from this VM closes.
+  interrupted: a SIGTERM (`scripts/demo` sends one on Ctrl-C) stops them all
+  and exits with status 130, and if this VM dies any other way, every node
+  and the dnsmasq stop by themselves when their pipe from it closes.
 
   Options:
 
-    * `--nodes N` - nodes at the start, 2 to #{16} (default 4).
+    * `--nodes N` - nodes at the start, 2 to 16 (default 4).
     * `--port PORT` - the distribution port every node's name carries,
       1024 to 65535 (default 23001). It must be free on 127.0.0.1 to
       127.0.0.(N+1).
@@ -436,6 +437,7 @@ defmodule Mix.Tasks.Caravan.Demo do
   # Everything this VM started, from the registry: what a failed step had
   # started is not in the `demo` map the failure left behind.
   @doc false
+  @spec teardown() :: :ok
   def teardown do
     groups = for {{:group, os_pid}} <- :ets.tab2list(@registry), do: os_pid
     for os_pid <- groups, do: kill("-KILL", os_pid)
@@ -451,6 +453,7 @@ defmodule Mix.Tasks.Caravan.Demo do
   # The node's whole life: the strategy, a file holding what it sees
   # (rewritten on every nodeup and nodedown), and its stdin, whose end
   # halts the node; after a `keep` line it runs until killed.
+  @spec member(keyword(), Path.t()) :: no_return()
   def member(strategy, view_file) do
     Logger.configure(level: :info)
 
