@@ -212,6 +212,7 @@ defmodule Mix.Tasks.Caravan.Demo do
   ## The world: dnsmasq and nodes, each an OS process tied to this VM
 
   defp setup(opts, ebin) do
+    remove_stale_dirs()
     dir = Path.join(System.tmp_dir!(), "caravan-demo-#{System.pid()}-#{rand_hex(4)}")
     File.mkdir_p!(dir)
     :ets.insert(@registry, {:dir, dir})
@@ -444,6 +445,19 @@ defmodule Mix.Tasks.Caravan.Demo do
     for os_pid <- groups, do: gone?(os_pid, 3_000)
     for {:dir, dir} <- :ets.lookup(@registry, :dir), do: File.rm_rf(dir)
     :ets.delete_all_objects(@registry)
+    :ok
+  end
+
+  # A demo VM that was aborted (a second Ctrl-C at the BREAK menu of a bare
+  # `mix caravan.demo`) had no time to remove its directory; its processes
+  # stopped by themselves. Directories of --keep runs stay.
+  defp remove_stale_dirs do
+    for dir <- Path.wildcard(Path.join(System.tmp_dir!(), "caravan-demo-*")),
+        [_, pid] <- [Regex.run(~r/caravan-demo-(\d+)-[0-9a-f]+$/, dir)],
+        not File.exists?("/proc/" <> pid),
+        not File.exists?(Path.join(dir, "kept")),
+        do: File.rm_rf(dir)
+
     :ok
   end
 
@@ -709,6 +723,7 @@ defmodule Mix.Tasks.Caravan.Demo do
   ## --keep
 
   defp keep(demo) do
+    File.write!(Path.join(demo.dir, "kept"), "")
     for {_, node} <- demo.nodes, do: Port.command(node.proc.port, "keep\n")
     Port.command(demo.dns.port, "keep\n")
 

@@ -89,6 +89,38 @@ defmodule Mix.Tasks.Caravan.DemoTest do
     assert_nothing_left(output, 23111)
   end
 
+  test "--keep leaves the cluster running; the printed remote shell and stop commands work" do
+    {status, output} =
+      demo(["--nodes", "2", "--port", "23131", "--keep"]) |> Nodes.wait_for_exit(90_000)
+
+    dir = work_dir(output)
+    [_, stop] = Regex.run(~r/^  (kill -- [-\d ]+; rm -rf \S+)$/m, output)
+    # Whatever happens below, the kept processes go when the test ends.
+    on_exit(fn -> System.cmd("sh", ["-c", stop], stderr_to_stdout: true) end)
+
+    assert status == 0, output
+    assert output =~ ~r/^PASS: /m
+    [_, remsh] = Regex.run(~r/^  (iex --erl .* --remsh app-23131@127\.0\.0\.1)$/m, output)
+    assert remsh =~ ~r/--name rem-[0-9a-f]+-app-23131@127\.0\.0\.1 /
+    assert processes_matching("app-23131@127.0.0.1") != []
+    assert processes_matching(dir) != []
+
+    # IEx ignores --remsh unless stdin is a terminal: `script` gives it one.
+    shell = Nodes.spawn!("script", ["-qfec", remsh, "/dev/null"], label: "remote shell")
+    Nodes.wait_for_output(shell, "iex(app-23131@127.0.0.1)", 60_000)
+    Nodes.send_input(shell, ~s|IO.puts("sees " <> inspect(Node.list()))\r|)
+    Nodes.wait_for_output(shell, ~s|sees [:"app-23131@127.0.0.3"]|)
+    # Ctrl-G, then q: quits the shell's own node, not the demo's.
+    Nodes.send_input(shell, "\a")
+    Nodes.wait_for_output(shell, "User switch command")
+    Nodes.send_input(shell, "q\r")
+    assert {0, _} = Nodes.wait_for_exit(shell)
+    assert processes_matching("app-23131@127.0.0.1") != []
+
+    assert {_, 0} = System.cmd("sh", ["-c", stop], stderr_to_stdout: true)
+    assert_nothing_left(output, 23131)
+  end
+
   test "an invalid --nodes is refused with the rule and a non-zero exit, starting nothing" do
     {status, output} = demo(["--nodes", "1"]) |> Nodes.wait_for_exit(60_000)
     assert status != 0
