@@ -56,7 +56,7 @@ defmodule Mix.Tasks.Caravan.Demo do
     ebin = Mix.Project.compile_path()
     check_environment!(ebin)
     check_ports!(opts)
-    :ets.new(@registry, [:named_table, :public])
+    if :ets.whereis(@registry) == :undefined, do: :ets.new(@registry, [:named_table, :public])
     __MODULE__.Interrupt.install()
 
     started = now()
@@ -106,12 +106,16 @@ defmodule Mix.Tasks.Caravan.Demo do
     @behaviour :gen_event
 
     def install do
-      :ok =
-        :gen_event.swap_handler(
-          :erl_signal_server,
-          {:erl_signal_handler, :swap},
-          {__MODULE__, []}
-        )
+      if __MODULE__ in :gen_event.which_handlers(:erl_signal_server) do
+        :ok
+      else
+        :ok =
+          :gen_event.swap_handler(
+            :erl_signal_server,
+            {:erl_signal_handler, :swap},
+            {__MODULE__, []}
+          )
+      end
     end
 
     @impl true
