@@ -14,7 +14,10 @@ defmodule Caravan.Test.RawDnsServer do
     * `:answer` - one of the above (default `:never`);
     * `:tcp_framing` - prefix TCP replies with their 2-byte length, as DNS
       over TCP requires (default `true`; `false` sends the bytes as they are,
-      to test broken framing).
+      to test broken framing);
+    * `:delay` - milliseconds to wait before each UDP reply (default `0`): a
+      slow server. Delayed replies are sent from processes of their own, so
+      queries arriving meanwhile are read (and counted) at once.
 
   Helpers build replies from a query: `rcode_reply/2` (a well-formed
   response with an error code and no records), `garbage_after_id/2` (the
@@ -26,7 +29,8 @@ defmodule Caravan.Test.RawDnsServer do
       Caravan.DnsClient.lookup("likes.service.consul",
         nameservers: [Caravan.Test.RawDnsServer.nameserver(server)])
 
-  `queries/1` counts the queries received per transport.
+  `queries/1` counts the queries received per transport; `max_in_flight/1`
+  tells the most UDP queries ever waiting for their reply at once.
   """
 
   use GenServer
@@ -43,7 +47,7 @@ defmodule Caravan.Test.RawDnsServer do
   """
   @spec start!(keyword()) :: pid()
   def start!(opts \\ []) do
-    opts = Keyword.validate!(opts, answer: :never, tcp_framing: true)
+    opts = Keyword.validate!(opts, answer: :never, tcp_framing: true, delay: 0)
 
     ExUnit.Callbacks.start_supervised!(
       %{
@@ -69,6 +73,14 @@ defmodule Caravan.Test.RawDnsServer do
   @doc "How many queries arrived, per transport: `%{udp: n, tcp: m}`."
   @spec queries(pid()) :: %{udp: non_neg_integer(), tcp: non_neg_integer()}
   def queries(server), do: GenServer.call(server, :queries)
+
+  @doc """
+  The most UDP queries that were ever waiting for their reply at the same
+  time (with `:delay`, a query waits from its arrival until its reply is
+  sent; queries that get no reply are not counted).
+  """
+  @spec max_in_flight(pid()) :: non_neg_integer()
+  def max_in_flight(server), do: GenServer.call(server, :max_in_flight)
 
   @doc """
   A well-formed response to `query` with response code `rcode` (`:servfail`,
@@ -116,12 +128,25 @@ defmodule Caravan.Test.RawDnsServer do
     :ok = :gen_tcp.controlling_process(tcp, acceptor)
 
     {:ok,
-     %{udp: udp, port: port, answer: opts[:answer], counts: %{udp: 0, tcp: 0}, acceptor: acceptor}}
+     %{
+       udp: udp,
+       port: port,
+       answer: opts[:answer],
+       delay: opts[:delay],
+       counts: %{udp: 0, tcp: 0},
+       in_flight: 0,
+       max_in_flight: 0,
+       acceptor: acceptor
+     }}
   end
 
   @impl GenServer
   def handle_call(:address, _from, state), do: {:reply, {@address, state.port}, state}
   def handle_call(:queries, _from, state), do: {:reply, state.counts, state}
+  def handle_call(:max_in_flight, _from, state), do: {:reply, state.max_in_flight, state}
+
+  def handle_call(:replied, _from, state),
+    do: {:reply, :ok, %{state | in_flight: state.in_flight - 1}}
 
   @impl GenServer
   def handle_cast({:query, transport}, state) do
@@ -129,13 +154,41 @@ defmodule Caravan.Test.RawDnsServer do
   end
 
   @impl GenServer
-  def handle_info({:udp, socket, ip, port, query}, %{udp: socket} = state) do
+  def handle_info({:udp, socket, ip, port, query}, %{udp: socket, delay: 0} = state) do
     case reply(state.answer, query) do
       :no_reply -> :ok
       bytes -> :gen_udp.send(socket, ip, port, bytes)
     end
 
     {:noreply, update_in(state.counts.udp, &(&1 + 1))}
+  end
+
+  def handle_info({:udp, socket, ip, port, query}, %{udp: socket} = state) do
+    case reply(state.answer, query) do
+      :no_reply ->
+        {:noreply, update_in(state.counts.udp, &(&1 + 1))}
+
+      bytes ->
+        server = self()
+
+        spawn_link(fn ->
+          Process.sleep(state.delay)
+          # Counted as answered just before the reply leaves, so that a
+          # client's next query can never find it still in flight.
+          GenServer.call(server, :replied)
+          :gen_udp.send(socket, ip, port, bytes)
+        end)
+
+        in_flight = state.in_flight + 1
+
+        {:noreply,
+         %{
+           state
+           | counts: %{state.counts | udp: state.counts.udp + 1},
+             in_flight: in_flight,
+             max_in_flight: max(state.max_in_flight, in_flight)
+         }}
+    end
   end
 
   def handle_info(_other, state), do: {:noreply, state}
