@@ -29,8 +29,8 @@ defmodule Caravan.Test.RawDnsServer do
       Caravan.DnsClient.lookup("likes.service.consul",
         nameservers: [Caravan.Test.RawDnsServer.nameserver(server)])
 
-  `queries/1` counts the queries received per transport; `max_in_flight/1`
-  tells the most UDP queries ever waiting for their reply at once.
+  `queries/1` counts the queries received per transport; `udp_arrivals/1`
+  tells when each UDP query arrived.
   """
 
   use GenServer
@@ -75,12 +75,11 @@ defmodule Caravan.Test.RawDnsServer do
   def queries(server), do: GenServer.call(server, :queries)
 
   @doc """
-  The most UDP queries that were ever waiting for their reply at the same
-  time (with `:delay`, a query waits from its arrival until its reply is
-  sent; queries that get no reply are not counted).
+  When each UDP query arrived, oldest first, in `System.monotonic_time/1`
+  milliseconds of the test VM (the last 10,000).
   """
-  @spec max_in_flight(pid()) :: non_neg_integer()
-  def max_in_flight(server), do: GenServer.call(server, :max_in_flight)
+  @spec udp_arrivals(pid()) :: [integer()]
+  def udp_arrivals(server), do: server |> GenServer.call(:udp_arrivals) |> Enum.reverse()
 
   @doc """
   A well-formed response to `query` with response code `rcode` (`:servfail`,
@@ -134,8 +133,7 @@ defmodule Caravan.Test.RawDnsServer do
        answer: opts[:answer],
        delay: opts[:delay],
        counts: %{udp: 0, tcp: 0},
-       in_flight: 0,
-       max_in_flight: 0,
+       arrivals: [],
        acceptor: acceptor
      }}
   end
@@ -143,10 +141,7 @@ defmodule Caravan.Test.RawDnsServer do
   @impl GenServer
   def handle_call(:address, _from, state), do: {:reply, {@address, state.port}, state}
   def handle_call(:queries, _from, state), do: {:reply, state.counts, state}
-  def handle_call(:max_in_flight, _from, state), do: {:reply, state.max_in_flight, state}
-
-  def handle_call(:replied, _from, state),
-    do: {:reply, :ok, %{state | in_flight: state.in_flight - 1}}
+  def handle_call(:udp_arrivals, _from, state), do: {:reply, state.arrivals, state}
 
   @impl GenServer
   def handle_cast({:query, transport}, state) do
@@ -154,41 +149,28 @@ defmodule Caravan.Test.RawDnsServer do
   end
 
   @impl GenServer
-  def handle_info({:udp, socket, ip, port, query}, %{udp: socket, delay: 0} = state) do
-    case reply(state.answer, query) do
-      :no_reply -> :ok
-      bytes -> :gen_udp.send(socket, ip, port, bytes)
-    end
-
-    {:noreply, update_in(state.counts.udp, &(&1 + 1))}
-  end
-
   def handle_info({:udp, socket, ip, port, query}, %{udp: socket} = state) do
-    case reply(state.answer, query) do
-      :no_reply ->
-        {:noreply, update_in(state.counts.udp, &(&1 + 1))}
+    state = %{
+      state
+      | counts: %{state.counts | udp: state.counts.udp + 1},
+        arrivals: Enum.take([System.monotonic_time(:millisecond) | state.arrivals], 10_000)
+    }
 
-      bytes ->
-        server = self()
+    case {reply(state.answer, query), state.delay} do
+      {:no_reply, _} ->
+        :ok
 
+      {bytes, 0} ->
+        :gen_udp.send(socket, ip, port, bytes)
+
+      {bytes, delay} ->
         spawn_link(fn ->
-          Process.sleep(state.delay)
-          # Counted as answered just before the reply leaves, so that a
-          # client's next query can never find it still in flight.
-          GenServer.call(server, :replied)
+          Process.sleep(delay)
           :gen_udp.send(socket, ip, port, bytes)
         end)
-
-        in_flight = state.in_flight + 1
-
-        {:noreply,
-         %{
-           state
-           | counts: %{state.counts | udp: state.counts.udp + 1},
-             in_flight: in_flight,
-             max_in_flight: max(state.max_in_flight, in_flight)
-         }}
     end
+
+    {:noreply, state}
   end
 
   def handle_info(_other, state), do: {:noreply, state}
