@@ -267,7 +267,6 @@ defmodule Caravan.Cluster.FaultsTest do
         Nodes.eval!(na, """
         [{_, pid, _, _}] = Supervisor.which_children(Caravan.Test.ClusterSup)
         :erlang.garbage_collect(pid)
-        {:ok, %{}} = {:ok, :sys.get_state(pid).connecting}
         Process.info(pid, [:total_heap_size, :memory, :message_queue_len])
         """)
       end
