@@ -4,36 +4,37 @@ defmodule Caravan.Test.Netns do
   tests. Needs root and iproute2 (`scripts/setup` installs it).
 
       net = Caravan.Test.Netns.setup!(3)
-      # net.bridge_ip: {10, 223, 0, 254}, reachable from every host
-      # net.hosts: [%{netns: "cvf…-h1", ip: {10, 223, 0, 1}, link: "cvf…h1"}, ...]
-      Caravan.Test.Netns.link_down(net, host)   # cut it off
-      Caravan.Test.Netns.link_up(net, host)     # heal
+      # net.bridge_ip: {10, 223, n, 254}, reachable from every host
+      # net.hosts: [%{netns: "cvf<n>-h1", ip: {10, 223, n, 1}, link: "cvf<n>h1"}, ...]
+      Caravan.Test.Netns.link_down(host)   # cut it off
+      Caravan.Test.Netns.link_up(host)     # heal
 
   Each host is a namespace with its loopback up and one veth interface,
-  `eth0`, holding `10.223.0.<i>/24`. The other end of each veth is attached
-  to a bridge in the test VM's namespace holding `10.223.0.254/24`, so a DNS
-  server listening
-  there (`Caravan.Test.Dnsmasq.start!(records, address: net.bridge_ip)`)
-  serves every host. Nothing is routed beyond the bridge: no default route,
-  no forwarding, no NAT; traffic stays between the namespaces and the bridge.
-  `setup!/1` refuses to start when the machine already has an address or a
-  route in `10.223.0.0/24` (TEST-NET-1, 192.0.2.0/24, is not used: some
-  machines, this CI's included, really use it), so the bridge never takes
-  over a real network's traffic.
+  `eth0`, holding `10.223.<n>.<i>/24`. The other end of each veth is
+  attached to a bridge, `cvf<n>br`, in the test VM's namespace, holding
+  `10.223.<n>.254/24`, so a DNS server listening there
+  (`Caravan.Test.Dnsmasq.start!(records, address: net.bridge_ip)`) serves
+  every host. Nothing is routed beyond the bridge: no default route, no
+  forwarding, no NAT; traffic stays between the namespaces and the bridge.
 
-  `link_down/2` sets the bridge side of a host's veth down: the host keeps
+  The subnet is the first `10.223.<n>.0/24` that no address or route on the
+  machine uses (so the bridge never takes over a real network's traffic;
+  TEST-NET-1, 192.0.2.0/24, is not used: some machines, this CI's included,
+  really use it), claimed by creating the bridge: link names are unique, so
+  test runs in parallel (other worktrees) each get their own.
+
+  `link_down/1` sets the bridge side of a host's veth down: the host keeps
   its address and route but every packet to or from it is dropped, as when
   a cable is pulled or a switch port dies.
 
   Everything is removed when the test ends (`ExUnit.Callbacks.on_exit/2`),
-  pass or fail; namespaces left by a VM that was killed are removed by the
-  next `setup!/1` (they carry the `cvf` prefix, used by nothing else).
+  pass or fail. A network left by a test VM that was killed is removed by
+  the next `setup!/1`: each bridge's alias names the OS pid that owns it.
   `setup!/1` raises, naming the command and its output, when namespaces
   cannot be created: a partition test must fail there, not skip.
   """
 
   @prefix "cvf"
-  @subnet {10, 223, 0}
 
   @typedoc "One host: its namespace, its address and the bridge side of its link."
   @type host :: %{netns: String.t(), ip: :inet.ip4_address(), link: String.t()}
@@ -45,14 +46,12 @@ defmodule Caravan.Test.Netns do
   @spec setup!(pos_integer()) :: t()
   def setup!(count) when count in 1..9 do
     remove_stale()
-    refute_subnet_in_use!()
-    tag = @prefix <> Integer.to_string(:erlang.phash2(make_ref(), 0xFFFF), 16)
-    {a, b, c} = @subnet
-    net = %{bridge: tag <> "br", bridge_ip: {a, b, c, 254}, hosts: []}
+    n = claim_subnet!(0)
+    tag = "#{@prefix}#{n}"
+    net = %{bridge: tag <> "br", bridge_ip: {10, 223, n, 254}, hosts: []}
     ExUnit.Callbacks.on_exit({__MODULE__, tag}, fn -> teardown(tag, count) end)
 
-    ip!(~w(link add #{net.bridge} type bridge))
-    ip!(~w(addr add #{a}.#{b}.#{c}.254/24 dev #{net.bridge}))
+    ip!(~w(addr add 10.223.#{n}.254/24 dev #{net.bridge}))
     ip!(~w(link set #{net.bridge} up))
 
     hosts =
@@ -64,15 +63,47 @@ defmodule Caravan.Test.Netns do
         ip!(~w(link add #{link} type veth peer name #{peer}))
         ip!(~w(link set #{peer} netns #{ns}))
         ip!(~w(-n #{ns} link set #{peer} name eth0))
-        ip!(~w(-n #{ns} addr add #{a}.#{b}.#{c}.#{i}/24 dev eth0))
+        ip!(~w(-n #{ns} addr add 10.223.#{n}.#{i}/24 dev eth0))
         ip!(~w(-n #{ns} link set lo up))
         ip!(~w(-n #{ns} link set eth0 up))
         ip!(~w(link set #{link} master #{net.bridge}))
         ip!(~w(link set #{link} up))
-        %{netns: ns, ip: {a, b, c, i}, link: link}
+        %{netns: ns, ip: {10, 223, n, i}, link: link}
       end
 
     %{net | hosts: hosts}
+  end
+
+  # The first 10.223.<n>.0/24 that no address or route uses, claimed by
+  # creating the bridge cvf<n>br: link names are unique, so two test VMs
+  # never claim the same subnet. The bridge's alias names its owner.
+  defp claim_subnet!(n) when n > 255 do
+    raise "cannot build the test network: every 10.223.<n>.0/24 is in use on this machine " <>
+            "or claimed by another test run (bridges #{@prefix}<n>br)"
+  end
+
+  defp claim_subnet!(n) do
+    if subnet_in_use?(n) do
+      claim_subnet!(n + 1)
+    else
+      case ip(~w(link add #{@prefix}#{n}br type bridge)) do
+        {_, 0} ->
+          ip!(["link", "set", "#{@prefix}#{n}br", "alias", "caravan-test pid #{System.pid()}"])
+          n
+
+        {out, _} ->
+          if out =~ "File exists",
+            do: claim_subnet!(n + 1),
+            else: ip!(~w(link add #{@prefix}#{n}br type bridge))
+      end
+    end
+  end
+
+  defp subnet_in_use?(n) do
+    prefix = "10.223.#{n}."
+    {addrs, _} = ip(~w(-o -4 addr show))
+    {routes, _} = ip(~w(-4 route show table all))
+    String.contains?(addrs, prefix) or String.contains?(routes, prefix)
   end
 
   @doc "Cuts `host` off: the bridge side of its link goes down."
@@ -91,37 +122,20 @@ defmodule Caravan.Test.Netns do
     :ok
   end
 
-  # Namespaces, veths and bridges with our prefix left by a killed test VM.
+  # Networks left by a test VM that was killed: bridges whose owner (their
+  # alias) is no longer running, with their namespaces and veths.
   defp remove_stale do
-    {out, _} = ip(~w(netns list))
+    {out, _} = ip(~w(-o link show type bridge))
 
-    for line <- String.split(out, "\n", trim: true),
-        [ns | _] = String.split(line),
-        String.starts_with?(ns, @prefix),
-        do: ip(~w(netns del #{ns}))
-
-    {out, _} = ip(~w(-o link show))
-
-    for [_, name] <- Regex.scan(~r/^\d+: (#{@prefix}[0-9A-F]+(?:br|h\d))[@:]/m, out),
-        do: ip(~w(link del #{name}))
+    for [_, n, pid] <-
+          Regex.scan(~r/^\d+: #{@prefix}(\d+)br:.*alias caravan-test pid (\d+)/m, out),
+        not File.exists?("/proc/#{pid}") do
+      {links, _} = ip(~w(-o link show))
+      count = length(Regex.scan(~r/^\d+: #{@prefix}#{n}h\d@/m, links))
+      teardown("#{@prefix}#{n}", max(count, 9))
+    end
 
     :ok
-  end
-
-  defp refute_subnet_in_use! do
-    {a, b, c} = @subnet
-    prefix = "#{a}.#{b}.#{c}."
-    {addrs, _} = ip(~w(-o -4 addr show))
-    {routes, _} = ip(~w(-4 route show table all))
-
-    clash =
-      (String.split(addrs, "\n") ++ String.split(routes, "\n"))
-      |> Enum.filter(&String.contains?(&1, prefix))
-
-    if clash != [] do
-      raise "cannot build the test network: #{prefix}0/24 is already in use on this machine " <>
-              "(#{Enum.join(clash, "; ")}); free it or change @subnet in #{__ENV__.file}"
-    end
   end
 
   defp ip(args) do
