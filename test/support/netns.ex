@@ -14,8 +14,9 @@ defmodule Caravan.Test.Netns do
   attached to a bridge, `cvf<n>br`, in the test VM's namespace, holding
   `10.223.<n>.254/24`, so a DNS server listening there
   (`Caravan.Test.Dnsmasq.start!(records, address: net.bridge_ip)`) serves
-  every host. Nothing is routed beyond the bridge: no default route, no
-  forwarding, no NAT; traffic stays between the namespaces and the bridge.
+  every host. The namespaces have no default route, so they reach nothing
+  beyond the subnet, and nothing is NATed: traffic stays between the
+  namespaces and the bridge.
 
   The subnet is the first `10.223.<n>.0/24` that no address or route on the
   machine uses (so the bridge never takes over a real network's traffic;
