@@ -161,7 +161,7 @@ defmodule Caravan.DistributionTest do
     end
   end
 
-  test "a node with the wrong cookie is refused" do
+  test "a node with the wrong cookie is refused, and the refusal is logged" do
     [good, bad] =
       Nodes.start_all!([
         [name: "good-21060@127.0.0.1"],
@@ -172,6 +172,16 @@ defmodule Caravan.DistributionTest do
     assert Nodes.rpc!(good, Node, :ping, [bad.name]) == :pang
     assert Nodes.rpc!(good, Node, :list, [:connected]) == []
     assert Nodes.rpc!(bad, Node, :list, [:connected]) == []
+
+    # And logged, by the node that was called, naming the caller.
+    for {called, caller} <- [{good, bad}, {bad, good}] do
+      Nodes.wait_for_output(
+        called,
+        "[error] ** Connection attempt from node #{inspect(caller.name)} rejected. " <>
+          "Invalid challenge reply. **",
+        5_000
+      )
+    end
   end
 
   test "Caravan's distribution module warns when the epmd module is not Caravan's" do

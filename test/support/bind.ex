@@ -38,11 +38,11 @@ defmodule Caravan.Test.Bind do
   defp root?, do: match?({"0\n", 0}, System.cmd("id", ["-u"]))
 
   @impl DnsServer
-  def files(dir, port, records) do
+  def files(dir, address, port, records) do
     conf = """
     options {
       directory "#{dir}";
-      listen-on port #{port} { 127.0.0.1; };
+      listen-on port #{port} { #{:inet.ntoa(address)}; };
       listen-on-v6 { none; };
       recursion no;
       max-records-per-type 0;

@@ -45,7 +45,12 @@ defmodule Caravan.Test.Cluster do
     Nodes.start_all!(Enum.map(members, &member_opts(&1, dns, strategy, opts)))
   end
 
-  defp member_opts({name, ip}, dns, strategy, opts) do
+  @doc """
+  The `Caravan.Test.Nodes.start!/1` options `start_member!/4` uses, for
+  starting members with different options (a network namespace each) in
+  parallel with `Caravan.Test.Nodes.start_all!/1`.
+  """
+  def member_opts({name, ip}, dns, strategy, opts \\ []) do
     [sname | _] = String.split(name, "@")
     node_sname = String.replace(sname, ~r/-\d+$/, "")
 

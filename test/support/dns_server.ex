@@ -36,7 +36,9 @@ defmodule Caravan.Test.DnsServer do
     * if the BEAM itself dies, the server dies with it: it runs under a
       small shell that kills it when its stdin (the port to the BEAM) closes.
 
-  The address is 127.0.0.1 and the port is free for both UDP and TCP when
+  The address is 127.0.0.1 unless the `:address` option of `start!/3`
+  names another local IPv4 address (a bridge's, for nodes in network
+  namespaces); the port is free for both UDP and TCP when
   chosen (picked by binding port 0); a server that still loses the race for
   it is started again on another port.
   """
@@ -55,8 +57,12 @@ defmodule Caravan.Test.DnsServer do
   `port`, the command that runs it in the foreground, and how long it may
   take to answer its first query.
   """
-  @callback files(dir :: Path.t(), port :: :inet.port_number(), records :: [record()]) ::
-              [{Path.t(), iodata()}]
+  @callback files(
+              dir :: Path.t(),
+              address :: :inet.ip4_address(),
+              port :: :inet.port_number(),
+              records :: [record()]
+            ) :: [{Path.t(), iodata()}]
   @callback command(dir :: Path.t()) :: {executable :: String.t(), args :: [String.t()]}
   @callback startup_ms() :: pos_integer()
 
@@ -109,7 +115,8 @@ defmodule Caravan.Test.DnsServer do
 
   @doc """
   Starts `backend` serving `records` under the current test's supervisor
-  and returns its pid. `opts` is kept for the backend's future needs.
+  and returns its pid. Options: `:address` - the IPv4 address to listen on,
+  default `{127, 0, 0, 1}`.
   """
   @spec start!(module(), [record()], keyword()) :: pid()
   def start!(backend, records, opts \\ []) do
@@ -154,8 +161,9 @@ defmodule Caravan.Test.DnsServer do
   ## GenServer
 
   @impl GenServer
-  def init({backend, records, _opts}) do
+  def init({backend, records, opts}) do
     Process.flag(:trap_exit, true)
+    opts = Keyword.validate!(opts, address: @address)
 
     dir =
       Path.join(
@@ -164,7 +172,16 @@ defmodule Caravan.Test.DnsServer do
       )
 
     File.mkdir_p!(dir)
-    state = %{backend: backend, records: records, dir: dir, port: nil, os: nil, out: []}
+
+    state = %{
+      backend: backend,
+      records: records,
+      dir: dir,
+      address: opts[:address],
+      port: nil,
+      os: nil,
+      out: []
+    }
 
     try do
       start_on_free_port(state, @port_attempts)
@@ -182,7 +199,7 @@ defmodule Caravan.Test.DnsServer do
   end
 
   @impl GenServer
-  def handle_call(:address, _from, state), do: {:reply, {@address, state.port}, state}
+  def handle_call(:address, _from, state), do: {:reply, {state.address, state.port}, state}
   def handle_call(:os_pid, _from, state), do: {:reply, state.os && state.os.pid, state}
 
   def handle_call({:set_records, records}, _from, state) do
@@ -226,7 +243,7 @@ defmodule Caravan.Test.DnsServer do
   # A server that exits at once most likely lost the port to another
   # process: try another port, and report the last failure.
   defp start_on_free_port(state, attempts) do
-    case start(%{state | port: free_port()}) do
+    case start(%{state | port: free_port(state.address)}) do
       {:error, {:exited, _status, _out}} when attempts > 1 ->
         start_on_free_port(state, attempts - 1)
 
@@ -238,7 +255,7 @@ defmodule Caravan.Test.DnsServer do
   defp start(state) do
     %{backend: backend, dir: dir, port: port} = state
 
-    for {path, content} <- backend.files(dir, port, state.records) do
+    for {path, content} <- backend.files(dir, state.address, port, state.records) do
       File.write!(path, content)
     end
 
@@ -302,7 +319,7 @@ defmodule Caravan.Test.DnsServer do
     after
       0 ->
         cond do
-          state.os.pid && answers?(state.port) ->
+          state.os.pid && answers?(state.address, state.port) ->
             {:ok, state}
 
           System.monotonic_time(:millisecond) > deadline ->
@@ -317,8 +334,8 @@ defmodule Caravan.Test.DnsServer do
   end
 
   # Ready once it answers a query for a name it does not hold (NXDOMAIN).
-  defp answers?(port) do
-    opts = [nameservers: [{@address, port}], retry: 1, timeout: 200]
+  defp answers?(address, port) do
+    opts = [nameservers: [{address, port}], retry: 1, timeout: 200]
 
     case :inet_res.resolve(~c"caravan-ready.consul", :in, :a, opts, 300) do
       {:error, :nxdomain} -> true
@@ -363,11 +380,11 @@ defmodule Caravan.Test.DnsServer do
   defp output(state), do: state.out |> Enum.reverse() |> IO.iodata_to_binary()
 
   # A port free for both UDP and TCP on the address, found by binding 0.
-  defp free_port do
-    {:ok, udp} = :gen_udp.open(0, ip: @address)
+  defp free_port(address) do
+    {:ok, udp} = :gen_udp.open(0, ip: address)
     {:ok, port} = :inet.port(udp)
 
-    case :gen_tcp.listen(port, ip: @address, reuseaddr: false) do
+    case :gen_tcp.listen(port, ip: address, reuseaddr: false) do
       {:ok, tcp} ->
         :gen_tcp.close(tcp)
         :gen_udp.close(udp)
@@ -375,7 +392,7 @@ defmodule Caravan.Test.DnsServer do
 
       {:error, _} ->
         :gen_udp.close(udp)
-        free_port()
+        free_port(address)
     end
   end
 end

@@ -1,7 +1,7 @@
 defmodule Caravan.Test.Dnsmasq do
   @moduledoc """
-  A dnsmasq serving Consul-shaped records on 127.0.0.1 and a free port, for
-  one test. See `Caravan.Test.DnsServer` for the records, the helpers that
+  A dnsmasq serving Consul-shaped records on 127.0.0.1 (or the `:address`
+  option's IPv4 address) and a free port, for one test. See `Caravan.Test.DnsServer` for the records, the helpers that
   build Consul's shapes and the lifecycle functions (`nameserver/1`,
   `set_records/2`, `stop_server/1`, `start_server/1`), which are delegated
   here.
@@ -52,11 +52,11 @@ defmodule Caravan.Test.Dnsmasq do
   end
 
   @impl DnsServer
-  def files(dir, port, records) do
+  def files(dir, address, port, records) do
     lines =
       [
         "port=#{port}",
-        "listen-address=127.0.0.1",
+        "listen-address=#{:inet.ntoa(address)}",
         "bind-interfaces",
         "no-resolv",
         "no-hosts",

@@ -55,6 +55,9 @@ defmodule Caravan.Test.Nodes do
       control process, which lives as long as the node, so processes it
       links to (a supervision tree) stay up. A raise fails the start.
     * `:cd` - working directory, default `System.tmp_dir!/0`.
+    * `:netns` - the name of a network namespace (`ip netns add`) to run
+      the node in, through `ip netns exec` (which keeps the process, so
+      cleanup is unchanged); default `nil`, the test VM's namespace.
     * `:timeout` - how long to wait for the node to be up, default 30_000 ms.
     * `:cleanup` - stop the node when the test ends (`ExUnit.Callbacks.on_exit/2`),
       default `true`; call from the test process or a setup block, or pass
@@ -133,6 +136,7 @@ defmodule Caravan.Test.Nodes do
           | {:app_env, keyword(keyword())}
           | {:boot, String.t() | Macro.t()}
           | {:cd, Path.t()}
+          | {:netns, String.t() | nil}
           | {:timeout, timeout()}
           | {:cleanup, boolean()}
 
@@ -154,6 +158,7 @@ defmodule Caravan.Test.Nodes do
     app_env: [],
     boot: nil,
     cd: nil,
+    netns: nil,
     timeout: 30_000,
     cleanup: true
   ]
@@ -410,11 +415,18 @@ defmodule Caravan.Test.Nodes do
         ["-e", "Caravan.Test.Nodes.Control.serve()"]
 
     label = opts[:name] || opts[:sname] || "node"
+    elixir = System.find_executable("elixir")
+
+    {executable, args} =
+      case opts[:netns] do
+        nil -> {elixir, args}
+        netns -> {System.find_executable("ip"), ["netns", "exec", netns, elixir | args]}
+      end
 
     {:ok, server} =
       Server.start_link(
         mode: :node,
-        executable: System.find_executable("elixir"),
+        executable: executable,
         args: args,
         env: base_env() ++ normalize_env(opts[:env]),
         cd: opts[:cd] || System.tmp_dir!(),

@@ -14,7 +14,10 @@ defmodule Caravan.Test.RawDnsServer do
     * `:answer` - one of the above (default `:never`);
     * `:tcp_framing` - prefix TCP replies with their 2-byte length, as DNS
       over TCP requires (default `true`; `false` sends the bytes as they are,
-      to test broken framing).
+      to test broken framing);
+    * `:delay` - milliseconds to wait before each UDP reply (default `0`): a
+      slow server. Delayed replies are sent from processes of their own, so
+      queries arriving meanwhile are read (and counted) at once.
 
   Helpers build replies from a query: `rcode_reply/2` (a well-formed
   response with an error code and no records), `garbage_after_id/2` (the
@@ -26,7 +29,8 @@ defmodule Caravan.Test.RawDnsServer do
       Caravan.DnsClient.lookup("likes.service.consul",
         nameservers: [Caravan.Test.RawDnsServer.nameserver(server)])
 
-  `queries/1` counts the queries received per transport.
+  `queries/1` counts the queries received per transport; `udp_arrivals/1`
+  tells when each UDP query arrived.
   """
 
   use GenServer
@@ -43,7 +47,7 @@ defmodule Caravan.Test.RawDnsServer do
   """
   @spec start!(keyword()) :: pid()
   def start!(opts \\ []) do
-    opts = Keyword.validate!(opts, answer: :never, tcp_framing: true)
+    opts = Keyword.validate!(opts, answer: :never, tcp_framing: true, delay: 0)
 
     ExUnit.Callbacks.start_supervised!(
       %{
@@ -69,6 +73,13 @@ defmodule Caravan.Test.RawDnsServer do
   @doc "How many queries arrived, per transport: `%{udp: n, tcp: m}`."
   @spec queries(pid()) :: %{udp: non_neg_integer(), tcp: non_neg_integer()}
   def queries(server), do: GenServer.call(server, :queries)
+
+  @doc """
+  When each UDP query arrived, oldest first, in `System.monotonic_time/1`
+  milliseconds of the test VM (the last 10,000).
+  """
+  @spec udp_arrivals(pid()) :: [integer()]
+  def udp_arrivals(server), do: server |> GenServer.call(:udp_arrivals) |> Enum.reverse()
 
   @doc """
   A well-formed response to `query` with response code `rcode` (`:servfail`,
@@ -116,12 +127,21 @@ defmodule Caravan.Test.RawDnsServer do
     :ok = :gen_tcp.controlling_process(tcp, acceptor)
 
     {:ok,
-     %{udp: udp, port: port, answer: opts[:answer], counts: %{udp: 0, tcp: 0}, acceptor: acceptor}}
+     %{
+       udp: udp,
+       port: port,
+       answer: opts[:answer],
+       delay: opts[:delay],
+       counts: %{udp: 0, tcp: 0},
+       arrivals: [],
+       acceptor: acceptor
+     }}
   end
 
   @impl GenServer
   def handle_call(:address, _from, state), do: {:reply, {@address, state.port}, state}
   def handle_call(:queries, _from, state), do: {:reply, state.counts, state}
+  def handle_call(:udp_arrivals, _from, state), do: {:reply, state.arrivals, state}
 
   @impl GenServer
   def handle_cast({:query, transport}, state) do
@@ -130,12 +150,27 @@ defmodule Caravan.Test.RawDnsServer do
 
   @impl GenServer
   def handle_info({:udp, socket, ip, port, query}, %{udp: socket} = state) do
-    case reply(state.answer, query) do
-      :no_reply -> :ok
-      bytes -> :gen_udp.send(socket, ip, port, bytes)
+    state = %{
+      state
+      | counts: %{state.counts | udp: state.counts.udp + 1},
+        arrivals: Enum.take([System.monotonic_time(:millisecond) | state.arrivals], 10_000)
+    }
+
+    case {reply(state.answer, query), state.delay} do
+      {:no_reply, _} ->
+        :ok
+
+      {bytes, 0} ->
+        :gen_udp.send(socket, ip, port, bytes)
+
+      {bytes, delay} ->
+        spawn_link(fn ->
+          Process.sleep(delay)
+          :gen_udp.send(socket, ip, port, bytes)
+        end)
     end
 
-    {:noreply, update_in(state.counts.udp, &(&1 + 1))}
+    {:noreply, state}
   end
 
   def handle_info(_other, state), do: {:noreply, state}
