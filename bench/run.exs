@@ -170,7 +170,7 @@ try do
   # 2. SRV lookups: Caravan.DnsClient vs InetRes vs the floor, same server.
   query = "bench.service.consul"
   sizes = [{3, Caravan.Test.Dnsmasq}, {100, Caravan.Test.Dnsmasq}, {500, Caravan.Test.Bind}]
-  {lat_n, tput_ms} = if quick?, do: {30, 300}, else: {400, 2_000}
+  {lat_n, tput_ms} = if quick?, do: {30, 300}, else: {1_000, 3_000}
 
   dns_rows =
     for {n, backend} <- sizes do

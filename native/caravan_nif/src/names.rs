@@ -2,7 +2,7 @@
 //! `caravan_core::consul`.
 
 use caravan_core::{consul, node_name};
-use rustler::{Atom, Binary, Encoder, Env, Term, TermType};
+use rustler::{Atom, Binary, Encoder, Env, Term};
 
 mod atoms {
     rustler::atoms! {
@@ -44,32 +44,33 @@ fn reason_atom(reason: &str) -> Atom {
 /// (so do non-ASCII atoms).
 #[rustler::nif]
 fn dist_port<'a>(env: Env<'a>, name: Term<'a>) -> Term<'a> {
-    let result = match name.get_type() {
-        TermType::Binary => match name.decode::<Binary<'a>>() {
-            Ok(binary) => node_name::dist_port(binary.as_slice()),
-            Err(_) => return atoms::chardata().encode(env),
-        },
-        TermType::Atom => {
-            let mut buf = [0u8; MAX_CHARLIST + 1];
-            match latin1_atom(env, name, &mut buf).map(std::str::from_utf8) {
-                Some(Ok(text)) => node_name::dist_port_str(text),
-                _ => return atoms::chardata().encode(env),
+    // Most likely shapes first, each tested with one enif call.
+    let result = if let Ok(binary) = name.decode::<Binary<'a>>() {
+        node_name::dist_port(binary.as_slice())
+    } else if name.is_list() || name.is_empty_list() {
+        // Nearly every name fits the small buffer; a longer one is read again.
+        let mut small = [0u8; 64];
+        match ascii_list(env, name, &mut small) {
+            Some(text) => node_name::dist_port_str(text),
+            None => {
+                let mut large = [0u8; MAX_CHARLIST + 1];
+                match ascii_list(env, name, &mut large) {
+                    Some(text) => node_name::dist_port_str(text),
+                    None => match flat_charlist(name) {
+                        Some(text) => node_name::dist_port_str(&text),
+                        None => return atoms::chardata().encode(env),
+                    },
+                }
             }
         }
-        TermType::List => {
-            let mut buf = [0u8; MAX_CHARLIST + 1];
-            match latin1_list(env, name, &mut buf) {
-                Some(bytes) if bytes.is_ascii() => match std::str::from_utf8(bytes) {
-                    Ok(text) => node_name::dist_port_str(text),
-                    Err(_) => return atoms::chardata().encode(env),
-                },
-                _ => match flat_charlist(name) {
-                    Some(text) => node_name::dist_port_str(&text),
-                    None => return atoms::chardata().encode(env),
-                },
-            }
+    } else if name.is_atom() {
+        let mut buf = [0u8; MAX_CHARLIST + 1];
+        match latin1_atom(env, name, &mut buf).map(std::str::from_utf8) {
+            Some(Ok(text)) => node_name::dist_port_str(text),
+            _ => return atoms::chardata().encode(env),
         }
-        _ => return atoms::chardata().encode(env),
+    } else {
+        return atoms::chardata().encode(env);
     };
     match result {
         Ok(port) => port.encode(env),
@@ -101,6 +102,12 @@ fn latin1_list<'b>(env: Env<'_>, list: Term<'_>, buf: &'b mut [u8]) -> Option<&'
     // > 0: bytes written including the NUL; 0: not a latin-1 list; < 0: cut.
     let written = usize::try_from(written).ok().filter(|&n| n > 0)?;
     buf.get(..written - 1)
+}
+
+/// The text of a list of ASCII code points that fits `buf` (see `latin1_list`).
+fn ascii_list<'b>(env: Env<'_>, list: Term<'_>, buf: &'b mut [u8]) -> Option<&'b str> {
+    let bytes = latin1_list(env, list, buf).filter(|bytes| bytes.is_ascii())?;
+    std::str::from_utf8(bytes).ok()
 }
 
 /// The text of an atom whose name is ASCII, read into `buf` in one call.
