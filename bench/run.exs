@@ -65,18 +65,21 @@ defmodule Caravan.Bench.Run do
   def round3(x) when is_float(x), do: Float.round(x, 3)
   def round3(x), do: x
 
-  # Per-call latencies of `fun` run `n` times in a row, after `warm` calls.
-  def latencies(fun, n, warm) do
-    for _ <- 1..warm, do: fun.()
+  # Per-call latencies of each of `funs`, called in turn (one call of each,
+  # `n` rounds after `warm` rounds), so that noise falls on all alike.
+  def latencies(funs, n, warm) do
+    for _ <- 1..warm, f <- funs, do: f.()
 
-    times =
+    rounds =
       for _ <- 1..n do
-        t = System.monotonic_time(:nanosecond)
-        fun.()
-        System.monotonic_time(:nanosecond) - t
+        for f <- funs do
+          t = System.monotonic_time(:nanosecond)
+          f.()
+          System.monotonic_time(:nanosecond) - t
+        end
       end
 
-    Harness.summarize(times)
+    rounds |> Enum.zip() |> Enum.map(&(&1 |> Tuple.to_list() |> Harness.summarize()))
   end
 
   # Calls per second with `callers` processes calling `fun` for `ms`.
@@ -145,9 +148,14 @@ try do
 
   dist_rows =
     for {form, input} <- forms do
-      # The two alternate, so both see the same load.
-      caravan = Harness.measure(fn -> Caravan.Epmd.dist_port(input) end, hopts)
-      baseline = Harness.measure(fn -> RegexPort.dist_port(input) end, hopts)
+      # Batches alternate, so both see the same load.
+      {caravan, baseline} =
+        Harness.compare(
+          fn -> Caravan.Epmd.dist_port(input) end,
+          fn -> RegexPort.dist_port(input) end,
+          hopts
+        )
+
       ratio = caravan.per_sec / baseline.per_sec
 
       Run.row(
@@ -191,9 +199,7 @@ try do
         floor = fn -> Dns.floor(socket, addr, encoded) end
         reply_bytes = floor.()
 
-        c = Run.latencies(caravan, lat_n, div(lat_n, 10))
-        i = Run.latencies(inet_res, lat_n, div(lat_n, 10))
-        f = Run.latencies(floor, lat_n, div(lat_n, 10))
+        [c, i, f] = Run.latencies([caravan, inet_res, floor], lat_n, div(lat_n, 10))
         ct = Run.throughput(caravan, 32, tput_ms)
         it = Run.throughput(inet_res, 32, tput_ms)
         :gen_udp.close(socket)
