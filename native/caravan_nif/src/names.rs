@@ -44,24 +44,22 @@ fn reason_atom(reason: &str) -> Atom {
 /// (so do non-ASCII atoms).
 #[rustler::nif]
 fn dist_port<'a>(env: Env<'a>, name: Term<'a>) -> Term<'a> {
-    // Most likely shapes first, each tested with one enif call.
-    let result = if let Ok(binary) = name.decode::<Binary<'a>>() {
+    // Most likely shapes first, each tested with one enif call: the
+    // charlists OTP hands the epmd module (nearly all fit the small buffer),
+    // binaries, then the rest.
+    let mut small = [0u8; 64];
+    let result = if let Some(text) = ascii_list(env, name, &mut small) {
+        node_name::dist_port_str(text)
+    } else if let Ok(binary) = name.decode::<Binary<'a>>() {
         node_name::dist_port(binary.as_slice())
-    } else if name.is_list() || name.is_empty_list() {
-        // Nearly every name fits the small buffer; a longer one is read again.
-        let mut small = [0u8; 64];
-        match ascii_list(env, name, &mut small) {
+    } else if name.is_list() {
+        let mut large = [0u8; MAX_CHARLIST + 1];
+        match ascii_list(env, name, &mut large) {
             Some(text) => node_name::dist_port_str(text),
-            None => {
-                let mut large = [0u8; MAX_CHARLIST + 1];
-                match ascii_list(env, name, &mut large) {
-                    Some(text) => node_name::dist_port_str(text),
-                    None => match flat_charlist(name) {
-                        Some(text) => node_name::dist_port_str(&text),
-                        None => return atoms::chardata().encode(env),
-                    },
-                }
-            }
+            None => match flat_charlist(name) {
+                Some(text) => node_name::dist_port_str(&text),
+                None => return atoms::chardata().encode(env),
+            },
         }
     } else if name.is_atom() {
         let mut buf = [0u8; MAX_CHARLIST + 1];
