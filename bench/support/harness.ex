@@ -23,6 +23,29 @@ defmodule Caravan.Bench.Harness do
     summarize(times)
   end
 
+  @doc """
+  Times `caravan` and `baseline` (arity 0) the way `measure/2` does, with
+  their batches interleaved (one of each in turn, warm-up included), so
+  that load from other processes on a shared machine falls on both alike.
+  Same options; returns `{caravan_summary, baseline_summary}`.
+  """
+  def compare(caravan, baseline, opts \\ []) do
+    batch = Keyword.get(opts, :batch, 1000)
+    samples = Keyword.get(opts, :samples, 200)
+    warmup = Keyword.get(opts, :warmup, 20)
+
+    for _ <- 1..warmup, do: {run_batch(caravan, batch), run_batch(baseline, batch)}
+
+    {c, b} =
+      Enum.unzip(
+        for _ <- 1..samples do
+          {run_batch(caravan, batch) / batch, run_batch(baseline, batch) / batch}
+        end
+      )
+
+    {summarize(c), summarize(b)}
+  end
+
   @doc "Median, p99 and rate of a list of per-operation times in nanoseconds."
   def summarize(times_ns) do
     sorted = Enum.sort(times_ns)

@@ -47,6 +47,15 @@ defmodule Caravan.Epmd do
       4370
   """
   @spec dist_port(name()) :: :inet.port_number()
+  def dist_port(name) when is_list(name) or (is_atom(name) and name not in [nil, true, false]) do
+    # The NIF reads ASCII atoms and flat charlists (what OTP hands the epmd
+    # module) itself; it answers :chardata for anything else, converted here.
+    case Caravan.Native.dist_port(name) do
+      :chardata -> name |> to_binary!() |> port!()
+      result -> port_result!(result)
+    end
+  end
+
   def dist_port(name), do: name |> to_binary!() |> port!()
 
   @doc """
@@ -121,12 +130,10 @@ defmodule Caravan.Epmd do
             inspect(other, limit: 20, printable_limit: 100)
   end
 
-  defp port!(binary) do
-    case Caravan.Native.dist_port(binary) do
-      port when is_integer(port) -> port
-      {:error, _reason, message} -> raise ArgumentError, message
-    end
-  end
+  defp port!(binary), do: binary |> Caravan.Native.dist_port() |> port_result!()
+
+  defp port_result!(port) when is_integer(port), do: port
+  defp port_result!({:error, _reason, message}), do: raise(ArgumentError, message)
 
   defp charlist_to_binary(list) do
     case :unicode.characters_to_binary(list) do

@@ -36,6 +36,39 @@ defmodule Caravan.EpmdTest do
     end
   end
 
+  describe "dist_port/1 reads atoms and charlists in the NIF, and the rest alike" do
+    # The NIF reads ASCII atoms and flat charlists itself and hands anything
+    # else back to be converted in Elixir: both paths must give one answer.
+    test "non-ASCII, nested and long names give what their binary gives" do
+      names = [
+        String.duplicate("é", 248) <> "-4001@h",
+        "ü-4001@h",
+        "app-4001@h",
+        String.duplicate("a", 250) <> "-4001",
+        String.duplicate("a", 300) <> "-4001@h",
+        "app-04001@h",
+        "app-99999@h",
+        "",
+        "@h",
+        "a@b@c"
+      ]
+
+      for binary <- names,
+          name <-
+            [String.to_charlist(binary), [binary], [String.to_charlist(binary), []]] ++
+              if(String.length(binary) <= 255, do: [String.to_atom(binary)], else: []) do
+        assert outcome(fn -> dist_port(name) end) == outcome(fn -> dist_port(binary) end),
+               "#{inspect(name, limit: 5)} and #{inspect(binary, limit: 5)} differ"
+      end
+    end
+
+    defp outcome(fun) do
+      fun.()
+    rescue
+      e in ArgumentError -> {:error, e.message}
+    end
+  end
+
   describe "dist_port/1 rejects bad input with an ArgumentError naming it" do
     test "trailing digits that are not a TCP port" do
       for name <- [

@@ -17,6 +17,7 @@ mod atoms {
         nil,
         node,
         helper,
+        chardata,
     }
 }
 
@@ -33,13 +34,112 @@ fn reason_atom(reason: &str) -> Atom {
     }
 }
 
-/// `dist_port(name :: binary) :: port | {:error, reason, message}`.
+/// `dist_port(name :: binary | atom | charlist) :: port | {:error, reason, message} | :chardata`.
+///
+/// An atom with an ASCII name is read in place, with no binary made. A flat list of Unicode code points (the charlists OTP hands the epmd
+/// module) is decoded here, so the caller converts nothing. Any other list
+/// (nested chardata, an improper tail, a value that is not a code point) or
+/// one longer than a node name can be gets `:chardata`: the caller converts
+/// it itself and calls again with a binary, so its errors stay its own
+/// (so do non-ASCII atoms).
 #[rustler::nif]
-fn dist_port<'a>(env: Env<'a>, name: Binary<'a>) -> Term<'a> {
-    match node_name::dist_port(name.as_slice()) {
+fn dist_port<'a>(env: Env<'a>, name: Term<'a>) -> Term<'a> {
+    // Most likely shapes first, each tested with one enif call: the
+    // charlists OTP hands the epmd module (nearly all fit the small buffer),
+    // binaries, then the rest.
+    let mut small = [0u8; 64];
+    let result = if let Some(text) = ascii_list(env, name, &mut small) {
+        node_name::dist_port_str(text)
+    } else if let Ok(binary) = name.decode::<Binary<'a>>() {
+        node_name::dist_port(binary.as_slice())
+    } else if name.is_list() {
+        let mut large = [0u8; MAX_CHARLIST + 1];
+        match ascii_list(env, name, &mut large) {
+            Some(text) => node_name::dist_port_str(text),
+            None => match flat_charlist(name) {
+                Some(text) => node_name::dist_port_str(&text),
+                None => return atoms::chardata().encode(env),
+            },
+        }
+    } else if name.is_atom() {
+        let mut buf = [0u8; MAX_CHARLIST + 1];
+        match latin1_atom(env, name, &mut buf).map(std::str::from_utf8) {
+            Some(Ok(text)) => node_name::dist_port_str(text),
+            _ => return atoms::chardata().encode(env),
+        }
+    } else {
+        return atoms::chardata().encode(env);
+    };
+    match result {
         Ok(port) => port.encode(env),
         Err(e) => crate::error(env, reason_atom(e.reason()), e.to_string()),
     }
+}
+
+/// Longest charlist decoded here: past a node name's 255 characters the
+/// caller's conversion reports the error, and this NIF stays short.
+const MAX_CHARLIST: usize = node_name::MAX_NAME_CHARS + 1;
+
+/// The bytes of a proper list of integers 0..=255 that fits `buf` (with the
+/// NUL `enif_get_string` adds), read in one call: the usual ASCII node name.
+/// `None` for any other list, including longer ones (reading stops when
+/// `buf` is full, so the work is bounded).
+fn latin1_list<'b>(env: Env<'_>, list: Term<'_>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let len = u32::try_from(buf.len()).ok()?;
+    // SAFETY: `buf` is writable for `len` bytes, which bounds what
+    // enif_get_string writes; `env` and `list` are live for this call.
+    let written = unsafe {
+        rustler::sys::enif_get_string(
+            env.as_c_arg(),
+            list.as_c_arg(),
+            buf.as_mut_ptr().cast(),
+            len,
+            rustler::sys::ErlNifCharEncoding::ERL_NIF_LATIN1,
+        )
+    };
+    // > 0: bytes written including the NUL; 0: not a latin-1 list; < 0: cut.
+    let written = usize::try_from(written).ok().filter(|&n| n > 0)?;
+    buf.get(..written - 1)
+}
+
+/// The text of a list of ASCII code points that fits `buf` (see `latin1_list`).
+fn ascii_list<'b>(env: Env<'_>, list: Term<'_>, buf: &'b mut [u8]) -> Option<&'b str> {
+    let bytes = latin1_list(env, list, buf).filter(|bytes| bytes.is_ascii())?;
+    std::str::from_utf8(bytes).ok()
+}
+
+/// The text of an atom whose name is ASCII, read into `buf` in one call.
+/// `None` otherwise (the caller converts such atoms itself).
+fn latin1_atom<'b>(env: Env<'_>, atom: Term<'_>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let len = u32::try_from(buf.len()).ok()?;
+    // SAFETY: as in `latin1_list`; enif_get_atom writes at most `len` bytes.
+    let written = unsafe {
+        rustler::sys::enif_get_atom(
+            env.as_c_arg(),
+            atom.as_c_arg(),
+            buf.as_mut_ptr().cast(),
+            len,
+            rustler::sys::ErlNifCharEncoding::ERL_NIF_LATIN1,
+        )
+    };
+    // > 0: bytes written including the NUL; 0: not an atom, or too long for `buf`.
+    let written = usize::try_from(written).ok().filter(|&n| n > 0)?;
+    buf.get(..written - 1).filter(|bytes| bytes.is_ascii())
+}
+
+/// The text of a proper list of code points, at most [`MAX_CHARLIST`] long.
+fn flat_charlist(list: Term<'_>) -> Option<String> {
+    let mut text = String::with_capacity(32);
+    let mut rest = list;
+    for _ in 0..=MAX_CHARLIST {
+        if rest.is_empty_list() {
+            return Some(text);
+        }
+        let (head, tail) = rest.list_get_cell().ok()?;
+        text.push(char::from_u32(head.decode::<u32>().ok()?)?);
+        rest = tail;
+    }
+    None
 }
 
 /// `node_role(name :: binary) :: {:node, port} | {:helper, target :: binary} | {:error, reason, message}`.

@@ -1,0 +1,511 @@
+# Caravan's benchmarks against their baselines and the physical floor, in one run.
+#
+#   mix run bench/run.exs            # the full run (under 5 minutes on 2 cores)
+#   mix run bench/run.exs --quick    # every measurement, tiny (the smoke test's run)
+#
+# Prints a table and writes bench/results.json. Fixtures (dnsmasq, BIND, a
+# silent nameserver, OS-process nodes on ports 25000-25999) are started here
+# and stopped before it exits. See README "Performance".
+
+{opts, _, _} = OptionParser.parse(System.argv(), strict: [quick: :boolean, out: :string])
+quick? = Keyword.get(opts, :quick, false)
+bench_dir = Path.expand(".", __DIR__)
+root = Path.dirname(bench_dir)
+out_file = Keyword.get(opts, :out, Path.join(bench_dir, "results.json"))
+
+# Test support (nodes, DNS fixtures) and bench/support, compiled to a
+# directory the nodes also load (-pa). In MIX_ENV=test test/support is
+# already compiled into Caravan's ebin.
+# (Not named caravan-*: code:priv_dir(:caravan) would take it for Caravan's own.)
+ebin = Path.join(System.tmp_dir!(), "bench-ebin-#{System.pid()}")
+File.rm_rf!(ebin)
+File.mkdir_p!(ebin)
+
+support =
+  if Code.ensure_loaded?(Caravan.Test.Nodes),
+    do: [],
+    else:
+      for(
+        f <- ~w(nodes dns_server dnsmasq bind raw_dns_server cluster),
+        do: Path.join(root, "test/support/#{f}.ex")
+      )
+
+{:ok, _, _} =
+  Kernel.ParallelCompiler.compile_to_path(
+    support ++ Path.wildcard(Path.join(bench_dir, "support/*.ex")),
+    ebin
+  )
+
+Code.prepend_path(ebin)
+Logger.configure(level: :error)
+
+alias Caravan.Bench.{Harness, RegexPort, Dns, JSON, StalledPeer}
+alias Caravan.Test.{Nodes, Cluster}
+
+defmodule Caravan.Bench.Run do
+  @moduledoc false
+  alias Caravan.Bench.Harness
+
+  def row(name, unit, caravan, baseline, better, target, met?, extra \\ %{}) do
+    Map.merge(
+      %{
+        name: name,
+        unit: unit,
+        caravan: round3(caravan),
+        baseline: round3(baseline),
+        ratio: round3(caravan / baseline),
+        better: better,
+        target: target,
+        target_met: met?
+      },
+      extra
+    )
+  end
+
+  def round3(x) when is_float(x), do: Float.round(x, 3)
+  def round3(x), do: x
+
+  # Per-call latencies of each of `funs`, called in turn (one call of each,
+  # `n` rounds after `warm` rounds), so that noise falls on all alike.
+  def latencies(funs, n, warm) do
+    for _ <- 1..warm, f <- funs, do: f.()
+
+    rounds =
+      for _ <- 1..n do
+        for f <- funs do
+          t = System.monotonic_time(:nanosecond)
+          f.()
+          System.monotonic_time(:nanosecond) - t
+        end
+      end
+
+    rounds |> Enum.zip() |> Enum.map(&(&1 |> Tuple.to_list() |> Harness.summarize()))
+  end
+
+  # Calls per second with `callers` processes calling `fun` for `ms`.
+  def throughput(fun, callers, ms) do
+    parent = self()
+    deadline = System.monotonic_time(:millisecond) + ms
+
+    pids =
+      for _ <- 1..callers do
+        spawn_link(fn -> send(parent, {:count, self(), loop(fun, deadline, 0)}) end)
+      end
+
+    started = System.monotonic_time(:millisecond)
+    total = Enum.sum(for pid <- pids, do: receive(do: ({:count, ^pid, n} -> n)))
+    total * 1000 / (System.monotonic_time(:millisecond) - started)
+  end
+
+  defp loop(fun, deadline, n) do
+    if System.monotonic_time(:millisecond) >= deadline do
+      n
+    else
+      fun.()
+      loop(fun, deadline, n + 1)
+    end
+  end
+
+  # Round trips between two processes: per-round-trip latencies in ns.
+  def ping_pong(n) do
+    echo =
+      spawn_link(fn ->
+        Stream.repeatedly(fn -> receive(do: ({:ping, from} -> send(from, :pong))) end)
+        |> Stream.run()
+      end)
+
+    times =
+      for _ <- 1..n do
+        t = System.monotonic_time(:nanosecond)
+        send(echo, {:ping, self()})
+        receive(do: (:pong -> :ok))
+        System.monotonic_time(:nanosecond) - t
+      end
+
+    Process.unlink(echo)
+    Process.exit(echo, :kill)
+    times
+  end
+
+  def mib(kib), do: kib / 1024
+end
+
+alias Caravan.Bench.Run
+started_at = System.monotonic_time(:millisecond)
+say = fn text -> IO.puts(:stderr, "bench: #{text}") end
+rows = []
+
+try do
+  # 1. dist_port through the NIF against the regex baseline.
+  say.("dist_port")
+  name = "likes-service-24567@10.0.1.5"
+  forms = [atom: String.to_atom(name), charlist: String.to_charlist(name), binary: name]
+
+  hopts =
+    if quick?,
+      do: [batch: 200, samples: 20, warmup: 5],
+      else: [batch: 1000, samples: 300, warmup: 50]
+
+  dist_rows =
+    for {form, input} <- forms do
+      # Batches alternate, so both see the same load.
+      {caravan, baseline} =
+        Harness.compare(
+          fn -> Caravan.Epmd.dist_port(input) end,
+          fn -> RegexPort.dist_port(input) end,
+          hopts
+        )
+
+      ratio = caravan.per_sec / baseline.per_sec
+
+      Run.row(
+        "dist_port_#{form}",
+        "calls/s",
+        caravan.per_sec,
+        baseline.per_sec,
+        "higher",
+        ">= 20x regex",
+        ratio >= 20,
+        %{
+          caravan_median_ns: Run.round3(caravan.median_ns),
+          baseline_median_ns: Run.round3(baseline.median_ns)
+        }
+      )
+    end
+
+  rows = rows ++ dist_rows
+
+  # 2. SRV lookups: Caravan.DnsClient vs InetRes vs the floor, same server.
+  query = "bench.service.consul"
+  sizes = [{3, Caravan.Test.Dnsmasq}, {100, Caravan.Test.Dnsmasq}, {500, Caravan.Test.Bind}]
+  {lat_n, tput_ms} = if quick?, do: {30, 300}, else: {1_000, 3_000}
+
+  dns_rows =
+    for {n, backend} <- sizes do
+      say.("SRV lookups, #{n} records (#{inspect(backend)})")
+      server = Dns.start_server!(backend, Dns.records(query, n))
+
+      try do
+        addr = Caravan.Test.DnsServer.address(server)
+        lookup_opts = [nameservers: [Caravan.Test.DnsServer.nameserver(server)], timeout: 5_000]
+        {:ok, targets} = Caravan.DnsClient.lookup(query, lookup_opts)
+        {:ok, ^targets} = Caravan.DnsClient.InetRes.lookup(query, lookup_opts)
+        ^n = length(targets)
+
+        caravan = fn -> {:ok, _} = Caravan.DnsClient.lookup(query, lookup_opts) end
+        inet_res = fn -> {:ok, _} = Caravan.DnsClient.InetRes.lookup(query, lookup_opts) end
+        encoded = Dns.encoded_query(query)
+        socket = Dns.floor_socket(addr)
+        floor = fn -> Dns.floor(socket, addr, encoded) end
+        reply_bytes = floor.()
+
+        [c, i, f] = Run.latencies([caravan, inet_res, floor], lat_n, div(lat_n, 10))
+        ct = Run.throughput(caravan, 32, tput_ms)
+        it = Run.throughput(inet_res, 32, tput_ms)
+        :gen_udp.close(socket)
+
+        extra = %{records: n, server: inspect(backend), reply_bytes: reply_bytes}
+        us = &(&1 / 1000)
+
+        [
+          Run.row(
+            "srv_p50_#{n}",
+            "us",
+            us.(c.median_ns),
+            us.(i.median_ns),
+            "lower",
+            "below :inet_res",
+            c.median_ns < i.median_ns,
+            Map.put(extra, :floor, Run.round3(us.(f.median_ns)))
+          ),
+          Run.row(
+            "srv_p99_#{n}",
+            "us",
+            us.(c.p99_ns),
+            us.(i.p99_ns),
+            "lower",
+            "below :inet_res",
+            c.p99_ns < i.p99_ns,
+            Map.put(extra, :floor, Run.round3(us.(f.p99_ns)))
+          ),
+          Run.row(
+            "srv_floor_p50_#{n}",
+            "us",
+            us.(c.median_ns),
+            us.(f.median_ns),
+            "lower",
+            if(n == 3, do: "<= 2x floor", else: "none"),
+            if(n == 3, do: c.median_ns <= 2 * f.median_ns, else: nil),
+            extra
+          ),
+          Run.row(
+            "srv_throughput_#{n}",
+            "lookups/s",
+            ct,
+            it,
+            "higher",
+            if(n == 500, do: ">= 3x :inet_res", else: "above :inet_res"),
+            if(n == 500, do: ct >= 3 * it, else: ct > it),
+            Map.put(extra, :callers, 32)
+          )
+        ]
+      after
+        Dns.stop(server)
+      end
+    end
+
+  rows = rows ++ List.flatten(dns_rows)
+
+  # 3. Scheduler freedom: ping-pong p99 while 1,000 lookups hang, vs idle.
+  say.("scheduler freedom")
+  silent = Dns.start_silent!()
+  pp_n = if quick?, do: 2_000, else: 50_000
+
+  sched_row =
+    try do
+      Run.ping_pong(2_000)
+      idle = Run.ping_pong(pp_n) |> Harness.summarize()
+      hung_opts = [nameservers: [Caravan.Test.RawDnsServer.nameserver(silent)], timeout: 30_000]
+
+      waiters =
+        for _ <- 1..1_000 do
+          spawn(fn -> Caravan.DnsClient.lookup(query, hung_opts) end)
+        end
+
+      Process.sleep(200)
+      hung = Run.ping_pong(pp_n) |> Harness.summarize()
+      still = Enum.count(waiters, &Process.alive?/1)
+      Enum.each(waiters, &Process.exit(&1, :kill))
+
+      Run.row(
+        "scheduler_pingpong_p99",
+        "us",
+        hung.p99_ns / 1000,
+        idle.p99_ns / 1000,
+        "lower",
+        "< 2x idle",
+        hung.p99_ns < 2 * idle.p99_ns,
+        %{
+          hung_lookups: still,
+          caravan_p50: Run.round3(hung.median_ns / 1000),
+          baseline_p50: Run.round3(idle.median_ns / 1000)
+        }
+      )
+    after
+      Dns.stop(silent)
+    end
+
+  rows = rows ++ [sched_row]
+
+  # 4. Convergence: N nodes + 2 stalled peers listed in DNS, poll_interval 1000.
+  {n_nodes, n_stalled} = if quick?, do: {3, 1}, else: {8, 2}
+  ip = {127, 0, 0, 1}
+  stalled_ports = Enum.to_list(25_001..(25_000 + n_stalled))
+  node_ports = Enum.to_list((25_001 + n_stalled)..(25_000 + n_stalled + n_nodes))
+  members = for port <- stalled_ports ++ node_ports, do: {"bench-#{port}@127.0.0.1", ip}
+
+  dns =
+    Dns.start_server!(
+      Caravan.Test.Dnsmasq,
+      Enum.uniq(Cluster.records("bench-dist.service.consul", members))
+    )
+
+  peers = for port <- stalled_ports, do: StalledPeer.start!(ip, port)
+
+  converge = fn serial? ->
+    strategy = [
+      query: "bench-dist.service.consul",
+      node_sname: "bench",
+      node_host: :address,
+      poll_interval: 1_000,
+      nameservers: [Caravan.Test.DnsServer.nameserver(dns)],
+      timeout: 1_000
+    ]
+
+    nodes =
+      Nodes.start_all!(
+        for port <- node_ports do
+          [
+            name: "bench-#{port}@127.0.0.1",
+            erl: ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"],
+            code_paths: [ebin],
+            cleanup: false,
+            boot: quote(do: Caravan.Bench.NodeBoot.strategy(unquote(strategy), unquote(serial?)))
+          ]
+        end
+      )
+
+    try do
+      t0 = System.monotonic_time(:millisecond)
+      Nodes.wait_until(fn -> Cluster.meshed?(nodes) end, 120_000, 25)
+      System.monotonic_time(:millisecond) - t0
+    after
+      Enum.each(nodes, &Nodes.stop/1)
+    end
+  end
+
+  conv_row =
+    try do
+      say.("convergence: Caravan (#{n_nodes} nodes, #{n_stalled} stalled peers)")
+      caravan_ms = converge.(false)
+      say.("convergence: connects one at a time")
+      serial_ms = converge.(true)
+
+      Run.row(
+        "convergence",
+        "ms",
+        caravan_ms,
+        serial_ms,
+        "lower",
+        "<= poll_interval + 1 s (2000 ms)",
+        caravan_ms <= 2_000,
+        %{
+          nodes: n_nodes,
+          stalled_peers: n_stalled,
+          poll_interval: 1_000
+        }
+      )
+    after
+      Enum.each(peers, &StalledPeer.stop/1)
+      Dns.stop(dns)
+    end
+
+  rows = rows ++ [conv_row]
+
+  # 5. Cost at rest: an idle node with the NIF loaded and one lookup done
+  # vs the same node without Caravan loaded (no distribution on either).
+  say.("cost at rest")
+  dns = Dns.start_server!(Caravan.Test.Dnsmasq, Dns.records(query, 3))
+
+  cost_rows =
+    try do
+      ns = Caravan.Test.DnsServer.nameserver(dns)
+      base_opts = [caravan: false, code_paths: [ebin], cleanup: false]
+
+      with_caravan =
+        Nodes.start!(
+          base_opts ++
+            [
+              boot:
+                quote(
+                  do:
+                    {:ok, _} =
+                      Caravan.DnsClient.lookup(unquote(query), nameservers: [unquote(ns)])
+                )
+            ]
+        )
+
+      without = Nodes.start!(base_opts)
+
+      try do
+        Process.sleep(if quick?, do: 200, else: 1_000)
+        true = Nodes.eval!(with_caravan, ":code.is_loaded(Caravan.Native) != false")
+        false = Nodes.eval!(without, ":code.is_loaded(Caravan.Native) != false")
+        c = Nodes.rpc!(with_caravan, Caravan.Bench.NodeBoot, :cost, [])
+        b = Nodes.rpc!(without, Caravan.Bench.NodeBoot, :cost, [])
+        added_mib = Run.mib(c.rss_kib - b.rss_kib)
+
+        [
+          Run.row(
+            "cost_threads",
+            "threads",
+            c.threads,
+            b.threads,
+            "lower",
+            "<= 4 added",
+            c.threads - b.threads <= 4,
+            %{added: c.threads - b.threads}
+          ),
+          Run.row(
+            "cost_rss",
+            "MiB",
+            Run.mib(c.rss_kib),
+            Run.mib(b.rss_kib),
+            "lower",
+            "<= 8 MiB added",
+            added_mib <= 8,
+            %{added: Run.round3(added_mib)}
+          )
+        ]
+      after
+        Nodes.stop(with_caravan)
+        Nodes.stop(without)
+      end
+    after
+      Dns.stop(dns)
+    end
+
+  rows = rows ++ cost_rows
+
+  {otp, cpus} = {System.otp_release(), System.schedulers_online()}
+
+  cpu_model =
+    case File.read("/proc/cpuinfo") do
+      {:ok, text} ->
+        text
+        |> String.split("\n")
+        |> Enum.find_value(
+          "unknown",
+          &(&1 =~ ~r/^model name/ &&
+              &1 |> String.split(":", parts: 2) |> List.last() |> String.trim())
+        )
+
+      _ ->
+        "unknown"
+    end
+
+  env = %{
+    otp: otp,
+    elixir: System.version(),
+    cpus: :erlang.system_info(:logical_processors_available),
+    schedulers: cpus,
+    cpu_model: cpu_model,
+    quick: quick?
+  }
+
+  results = Enum.map(rows, &Map.put(&1, :environment, env))
+  File.write!(out_file, JSON.encode(results) <> "\n")
+
+  # The table.
+  fmt = fn
+    nil -> "-"
+    x when is_float(x) -> :erlang.float_to_binary(x, decimals: if(abs(x) >= 100, do: 0, else: 2))
+    x -> to_string(x)
+  end
+
+  header = ["measurement", "unit", "caravan", "baseline", "ratio", "target", "met"]
+
+  lines =
+    for r <- rows do
+      [
+        r.name,
+        r.unit,
+        fmt.(r.caravan),
+        fmt.(r.baseline),
+        fmt.(r.ratio) <> "x",
+        r.target,
+        case r.target_met do
+          true -> "yes"
+          false -> "NO"
+          nil -> "-"
+        end
+      ]
+    end
+
+  widths =
+    for i <- 0..6, do: Enum.max(for l <- [header | lines], do: String.length(Enum.at(l, i)))
+
+  print = fn l ->
+    IO.puts("| " <> Enum.join(Enum.zip_with(l, widths, &String.pad_trailing/2), " | ") <> " |")
+  end
+
+  print.(header)
+  print.(Enum.map(widths, &String.duplicate("-", &1)))
+  Enum.each(lines, print)
+
+  IO.puts(
+    "\nOTP #{otp}, #{env.cpus} CPUs (#{cpu_model}); wrote #{Path.relative_to_cwd(out_file)} in #{div(System.monotonic_time(:millisecond) - started_at, 1000)} s"
+  )
+after
+  File.rm_rf(ebin)
+end
