@@ -14,8 +14,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
+use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use hickory_resolver::config::{
@@ -45,6 +46,22 @@ const ADDRESS_CONCURRENCY: usize = 16;
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 static IN_FLIGHT: Semaphore = Semaphore::const_new(MAX_IN_FLIGHT);
+
+/// Resolvers kept for reuse, most recently used last. Building one per
+/// lookup cost a new connection pool each time: a fresh TCP connection for
+/// every large answer, and setup work on every small one. A strategy polls
+/// with the same nameservers and options forever, so a handful is plenty.
+static RESOLVERS: Mutex<Vec<(ResolverKey, TokioResolver)>> = Mutex::new(Vec::new());
+const MAX_RESOLVERS: usize = 8;
+
+/// What a resolver is built from: two lookups with equal keys share one.
+#[derive(Clone, PartialEq, Eq)]
+struct ResolverKey {
+    servers: Vec<SocketAddr>,
+    transport: Transport,
+    attempt_timeout: Duration,
+    attempts: u8,
+}
 
 type TokioResolver = Resolver<TokioRuntimeProvider>;
 
@@ -278,7 +295,33 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// A resolver for this plan's nameservers and options, reused from
+    /// [`RESOLVERS`] when one was built for the same key.
     fn resolver(&self) -> Result<TokioResolver, LookupError> {
+        let key = ResolverKey {
+            servers: self.servers.clone(),
+            transport: self.options.transport,
+            attempt_timeout: self.options.attempt_timeout(),
+            attempts: self.options.attempts,
+        };
+        // A poisoned lock only means another lookup panicked mid-update of a
+        // cache: the entries are still whole, so keep using them.
+        let mut cache = RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+            let entry = cache.remove(i);
+            let resolver = entry.1.clone();
+            cache.push(entry);
+            return Ok(resolver);
+        }
+        let resolver = self.build_resolver()?;
+        if cache.len() >= MAX_RESOLVERS {
+            cache.remove(0);
+        }
+        cache.push((key, resolver.clone()));
+        Ok(resolver)
+    }
+
+    fn build_resolver(&self) -> Result<TokioResolver, LookupError> {
         let servers = self
             .servers
             .iter()
