@@ -1,8 +1,8 @@
-//! Every node-name rule at its boundary, through the public API: the last
-//! value a rule accepts and the first it refuses. (Unit tests in
-//! `node_name.rs` and `peer_name.rs` cover the rules' ordinary cases.)
+//! Node-name rules at the boundaries the unit tests in `node_name.rs` and
+//! `peer_name.rs` do not already cover, through the public API: the last
+//! value a rule accepts and the first it refuses.
 
-use caravan_core::dns::hostname::{is_valid_hostname, MAX_HOSTNAME_LEN, MAX_LABEL_LEN};
+use caravan_core::dns::hostname::is_valid_hostname;
 use caravan_core::node_name::{self, dist_port, role, Role, MAX_HELPER_ID, MAX_NAME_CHARS};
 use caravan_core::peer_name::{peer_name, Host, MAX_SNAME_CHARS};
 
@@ -82,14 +82,8 @@ fn helper_ids_from_1_to_16_hex_digits() {
 }
 
 #[test]
-fn hostname_labels_63_not_64_and_names_253_not_254() {
-    assert!(is_valid_hostname(&"a".repeat(MAX_LABEL_LEN)));
-    assert!(!is_valid_hostname(&"a".repeat(MAX_LABEL_LEN + 1)));
-    let label = "b".repeat(MAX_LABEL_LEN);
-    let max = format!("{label}.{label}.{label}.{}", "c".repeat(61));
-    assert_eq!(max.len(), MAX_HOSTNAME_LEN);
-    assert!(is_valid_hostname(&max));
-    assert!(!is_valid_hostname(&format!("{max}c")));
+fn hostname_characters_at_their_edges() {
+    // (Label and name lengths at their edges: peer_name.rs unit tests.)
     // Character classes at their edges: digits and '-' inside, never at a label's ends.
     assert!(is_valid_hostname("0"));
     assert!(is_valid_hostname("a-b"));
@@ -99,17 +93,6 @@ fn hostname_labels_63_not_64_and_names_253_not_254() {
     ] {
         assert!(!is_valid_hostname(bad), "{bad:?}");
     }
-}
-
-#[test]
-fn snames_of_64_characters_not_65() {
-    let max = "s".repeat(MAX_SNAME_CHARS);
-    assert!(peer_name(&max, 1, Host::Name("h")).is_ok());
-    let over = "s".repeat(MAX_SNAME_CHARS + 1);
-    assert_eq!(
-        peer_name(&over, 1, Host::Name("h")).unwrap_err().reason(),
-        "bad_sname"
-    );
 }
 
 #[test]
@@ -133,17 +116,4 @@ fn peer_names_of_255_characters_not_256() {
     assert!(err.to_string().contains("longer than 255"), "{err}");
     // The same host with a shorter port fits.
     assert!(peer_name(&sname, 6553, Host::Name(&over)).is_ok());
-}
-
-#[test]
-fn peer_ports_1_and_65535_not_0() {
-    assert_eq!(peer_name("a", 1, Host::Name("h")).as_deref(), Ok("a-1@h"));
-    assert_eq!(
-        peer_name("a", 65535, Host::Ip("::1".parse().unwrap())).as_deref(),
-        Ok("a-65535@::1")
-    );
-    assert_eq!(
-        peer_name("a", 0, Host::Name("h")).unwrap_err().reason(),
-        "bad_port"
-    );
 }
