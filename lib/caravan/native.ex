@@ -21,7 +21,7 @@ defmodule Caravan.Native do
   def load do
     path = library_path()
 
-    case :erlang.load_nif(String.to_charlist(path), 0) do
+    case load_nif(path) do
       :ok ->
         :persistent_term.erase(@load_error)
         :ok
@@ -40,6 +40,25 @@ defmodule Caravan.Native do
         :persistent_term.put(@load_error, message)
         Caravan.BootLog.log(:error, message)
         {:error, message}
+    end
+  end
+
+  # After a code reload (`:code.load_file/1`, `r/1`) the old instance of this
+  # module still holds the library, and OTP then asks the library to
+  # "upgrade", which rustler does not support. The old instance runs no code
+  # of its own (its NIFs return at once, nothing loops in it), so it is
+  # purged, softly: if some process is still in it, the upgrade error stands.
+  # The library itself stays mapped (linked with -z nodelete), so the new
+  # instance finds the same statics and the same DNS runtime thread.
+  defp load_nif(path) do
+    case :erlang.load_nif(String.to_charlist(path), 0) do
+      {:error, {:upgrade, _text}} = error ->
+        if :code.soft_purge(__MODULE__),
+          do: :erlang.load_nif(String.to_charlist(path), 0),
+          else: error
+
+      other ->
+        other
     end
   end
 

@@ -7,7 +7,10 @@ defmodule Caravan.Test.RawDnsServer do
     * `:never` - reads queries and never answers (TCP connections stay open);
     * a binary - sends these bytes, whatever the query;
     * a function `(query :: binary -> binary | :no_reply)` - computes the
-      reply from the query's bytes (for example to echo its ID).
+      reply from the query's bytes (for example to echo its ID);
+    * a function `(query :: binary, transport :: :udp | :tcp -> binary | :no_reply)`
+      - the same, told which transport the query came on (for example to
+      send a truncated reply over UDP and the full one over TCP).
 
   Options:
 
@@ -39,7 +42,11 @@ defmodule Caravan.Test.RawDnsServer do
   @rcodes %{noerror: 0, formerr: 1, servfail: 2, nxdomain: 3, notimp: 4, refused: 5}
 
   @typedoc "How the server answers."
-  @type answer :: :never | binary() | (binary() -> binary() | :no_reply)
+  @type answer ::
+          :never
+          | binary()
+          | (binary() -> binary() | :no_reply)
+          | (binary(), :udp | :tcp -> binary() | :no_reply)
 
   @doc """
   Starts a server under the current test's supervisor (stopped, sockets
@@ -156,7 +163,7 @@ defmodule Caravan.Test.RawDnsServer do
         arrivals: Enum.take([System.monotonic_time(:millisecond) | state.arrivals], 10_000)
     }
 
-    case {reply(state.answer, query), state.delay} do
+    case {reply(state.answer, query, :udp), state.delay} do
       {:no_reply, _} ->
         :ok
 
@@ -175,9 +182,10 @@ defmodule Caravan.Test.RawDnsServer do
 
   def handle_info(_other, state), do: {:noreply, state}
 
-  defp reply(:never, _query), do: :no_reply
-  defp reply(bytes, _query) when is_binary(bytes), do: bytes
-  defp reply(fun, query) when is_function(fun, 1), do: fun.(query)
+  defp reply(:never, _query, _transport), do: :no_reply
+  defp reply(bytes, _query, _transport) when is_binary(bytes), do: bytes
+  defp reply(fun, query, _transport) when is_function(fun, 1), do: fun.(query)
+  defp reply(fun, query, transport) when is_function(fun, 2), do: fun.(query, transport)
 
   defp open_pair do
     {:ok, udp} = :gen_udp.open(0, [:binary, ip: @address, active: true])
@@ -219,7 +227,7 @@ defmodule Caravan.Test.RawDnsServer do
 
       framing = opts[:tcp_framing]
 
-      case reply(opts[:answer], query) do
+      case reply(opts[:answer], query, :tcp) do
         :no_reply -> :ok
         bytes when framing -> :gen_tcp.send(socket, <<byte_size(bytes)::16, bytes::binary>>)
         bytes -> :gen_tcp.send(socket, bytes)

@@ -15,9 +15,17 @@
 //!
 //! The same input always gives the same output, so two polls of an
 //! unchanged service compare equal.
+//!
+//! [`shape_message`] is the same step one level up: a decoded DNS message in
+//! (SRV records from its ANSWER section, A/AAAA glue from its ADDITIONAL
+//! section, every other record type ignored), the shaped answer out. The
+//! lookup uses it, and so does the `dns_answer` fuzz target.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+use hickory_resolver::proto::op::Message;
+use hickory_resolver::proto::rr::RData;
 
 use super::error::quoted;
 use super::hostname::is_valid_hostname;
@@ -127,6 +135,37 @@ pub fn shape(
         set_addresses(target, addresses);
     }
     answer
+}
+
+/// Shapes a decoded DNS message: the SRV records of its ANSWER section, with
+/// the A and AAAA records of its ADDITIONAL section as glue. Records of any
+/// other type (an A, TXT or CNAME where an SRV was asked for) are ignored.
+pub fn shape_message(message: &Message, max_records: usize) -> Answer {
+    let records = message.answers.iter().filter_map(|r| match &r.data {
+        RData::SRV(srv) => Some(SrvRecord {
+            priority: srv.priority,
+            weight: srv.weight,
+            port: srv.port,
+            target: srv.target.to_ascii(),
+        }),
+        _ => None,
+    });
+    let glue = message.additionals.iter().filter_map(|r| {
+        address_of(&r.data).map(|address| Glue {
+            name: r.name.to_ascii(),
+            address,
+        })
+    });
+    shape(records, glue, max_records)
+}
+
+/// The address an A or AAAA record holds; `None` for any other record.
+pub fn address_of(data: &RData) -> Option<IpAddr> {
+    match data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+        _ => None,
+    }
 }
 
 /// Replaces a target's addresses with `addresses`, sorted and deduplicated.

@@ -25,11 +25,11 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::Resolver;
 use tokio::sync::Semaphore;
 
-use super::answer::{self, Answer, Glue, SrvRecord};
+use super::answer::{self, address_of, Answer};
 use super::error::LookupError;
 use super::options::{LookupOptions, Nameservers, Query, Transport, EDNS_PAYLOAD};
 use super::runtime;
@@ -233,23 +233,7 @@ impl<'a> Plan<'a> {
             Err(e) if e.is_no_records_found() => return Ok(Answer::empty()),
             Err(e) => return Err(self.classify(e)),
         };
-        let message = lookup.message();
-        let records = message.answers.iter().filter_map(|r| match &r.data {
-            RData::SRV(srv) => Some(SrvRecord {
-                priority: srv.priority,
-                weight: srv.weight,
-                port: srv.port,
-                target: srv.target.to_ascii(),
-            }),
-            _ => None,
-        });
-        let glue = message.additionals.iter().filter_map(|r| {
-            address_of(&r.data).map(|address| Glue {
-                name: r.name.to_ascii(),
-                address,
-            })
-        });
-        let mut answer = answer::shape(records, glue, self.options.max_records);
+        let mut answer = answer::shape_message(lookup.message(), self.options.max_records);
         if self.options.resolve_addresses {
             self.resolve_addresses(&resolver, &mut answer).await;
         }
@@ -426,14 +410,6 @@ impl<'a> Plan<'a> {
 fn with_port(mut connection: ConnectionConfig, port: u16) -> ConnectionConfig {
     connection.port = port;
     connection
-}
-
-fn address_of(data: &RData) -> Option<IpAddr> {
-    match data {
-        RData::A(a) => Some(IpAddr::V4(a.0)),
-        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-        _ => None,
-    }
 }
 
 /// The nameservers of `/etc/resolv.conf`, read at each lookup so that a
