@@ -215,6 +215,11 @@ defmodule Caravan.Test.RawDnsServer do
   end
 
   defp serve_tcp(socket, server, opts) do
+    # A client may keep its TCP connection open between queries (Caravan's
+    # resolvers are reused), so this process may outlive a query: mark it,
+    # so leak checks can tell the server's side from the client's.
+    Process.put(:caravan_test_role, :raw_dns_tcp_connection)
+
     receive do
       :go -> tcp_loop(socket, server, opts)
     end
