@@ -26,7 +26,7 @@ support =
     do: [],
     else:
       for(
-        f <- ~w(nodes dns_server dnsmasq bind raw_dns_server cluster),
+        f <- ~w(nodes dns_server dnsmasq bind raw_dns_server cluster stalled_peer),
         do: Path.join(root, "test/support/#{f}.ex")
       )
 
@@ -39,7 +39,8 @@ support =
 Code.prepend_path(ebin)
 Logger.configure(level: :error)
 
-alias Caravan.Bench.{Harness, RegexPort, Dns, JSON, StalledPeer}
+alias Caravan.Bench.{Harness, RegexPort, Dns, JSON}
+alias Caravan.Test.StalledPeer
 alias Caravan.Test.{Nodes, Cluster}
 
 defmodule Caravan.Bench.Run do

@@ -137,28 +137,9 @@ defmodule Caravan.Test.Cluster do
   calling test ends.
   """
   def stalled_peer!(ip, port) do
-    parent = self()
-
-    pid =
-      spawn(fn ->
-        {:ok, listen} = :gen_tcp.listen(port, [:binary, ip: ip, active: false, reuseaddr: true])
-        send(parent, {:stalled_peer, self()})
-        accept_forever(listen, [])
-      end)
-
-    receive do
-      {:stalled_peer, ^pid} -> :ok
-    after
-      5_000 -> raise "stalled peer on #{:inet.ntoa(ip)}:#{port} did not start"
-    end
-
-    ExUnit.Callbacks.on_exit(fn -> Process.exit(pid, :kill) end)
+    pid = Caravan.Test.StalledPeer.start!(ip, port)
+    ExUnit.Callbacks.on_exit(fn -> Caravan.Test.StalledPeer.stop(pid) end)
     pid
-  end
-
-  defp accept_forever(listen, held) do
-    {:ok, socket} = :gen_tcp.accept(listen)
-    accept_forever(listen, [socket | held])
   end
 
   @doc "The host part of a node name."

@@ -1,8 +1,9 @@
-defmodule Caravan.Bench.StalledPeer do
+defmodule Caravan.Test.StalledPeer do
   @moduledoc """
   A TCP listener that accepts connections and never says a word: a peer
-  stuck before the distribution handshake (`Caravan.Test.Cluster.stalled_peer!/2`
-  without ExUnit). Stop it with `stop/1`.
+  stuck before the distribution handshake. Stop it with `stop/1`; tests use
+  `Caravan.Test.Cluster.stalled_peer!/2`, which stops it when the test ends.
+  The benchmarks use it directly.
   """
 
   @doc "Listens on `ip:port`; returns the owning pid."
