@@ -18,6 +18,15 @@ defmodule Caravan.Test.Cluster do
 
   alias Caravan.Test.{DnsServer, Nodes}
 
+  @doc """
+  `count` members named `app-<port>@127.0.0.<i>` from `127.0.0.<first_ip>`
+  on: one port, one loopback address each (the Nomad shape).
+  """
+  def loopback_members(port, count, first_ip \\ 2) do
+    for i <- 0..(count - 1),
+        do: {"app-#{port}@127.0.0.#{first_ip + i}", {127, 0, 0, first_ip + i}}
+  end
+
   @doc "The SRV records Consul would serve for `members`."
   def records(query, members, node_host \\ :address) do
     Enum.flat_map(members, fn {name, ip} ->

@@ -16,10 +16,7 @@ defmodule Caravan.Cluster.FaultsTest do
     :ok
   end
 
-  defp members(port, count, first_ip \\ 2) do
-    for i <- 0..(count - 1),
-        do: {"app-#{port}@127.0.0.#{first_ip + i}", {127, 0, 0, first_ip + i}}
-  end
+  defp members(port, count, first_ip \\ 2), do: Cluster.loopback_members(port, count, first_ip)
 
   # A Consul-shaped answer to `query` (an SRV question) listing `members`,
   # with their A records as glue.

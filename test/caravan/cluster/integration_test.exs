@@ -14,10 +14,7 @@ defmodule Caravan.Cluster.IntegrationTest do
     :ok
   end
 
-  defp members(port, count, first_ip \\ 2) do
-    for i <- 0..(count - 1),
-        do: {"app-#{port}@127.0.0.#{first_ip + i}", {127, 0, 0, first_ip + i}}
-  end
+  defp members(port, count, first_ip \\ 2), do: Cluster.loopback_members(port, count, first_ip)
 
   test "5 nodes on one port (the Nomad shape) form a full mesh within 2 poll intervals" do
     members = members(22001, 5)
