@@ -2,15 +2,17 @@
 //!
 //! [`lookup`] asks the nameservers, turns hickory's errors into a
 //! [`LookupError`] (NXDOMAIN and "no records" are an empty success), and
-//! hands the raw records to [`answer::shape`](super::answer::shape).
+//! hands the answer to [`answer::shape_message`](super::answer::shape_message).
 //! [`spawn_lookup`] runs it on Caravan's runtime and guarantees that its
 //! callback runs exactly once, on a runtime thread, whatever happens.
 //!
-//! Each lookup builds its own resolver (a few allocations: no thread, no
-//! cache, no connection kept afterwards), so nothing is shared between calls
-//! with different options and nothing stays open at rest. At most
-//! [`MAX_IN_FLIGHT`] lookups talk to the network at once; the others wait
-//! their turn within their own timeout.
+//! The SRV query goes through hickory's name server pool (with its retries,
+//! UDP-then-TCP on truncation) without the resolver's answer-cache layer;
+//! a full resolver is kept only for the optional A/AAAA follow-ups. Both are
+//! built once per set of nameservers and options and reused (at most
+//! [`MAX_RESOLVERS`] kept), so a TCP connection survives between polls. No
+//! answer is ever cached. At most [`MAX_IN_FLIGHT`] lookups talk to the
+//! network at once; the others wait their turn within their own timeout.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -23,10 +25,13 @@ use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
+use hickory_resolver::net::RetryDnsHandle;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::op::{DnsRequestOptions, Query as DnsQuery};
 use hickory_resolver::proto::rr::{Name, RecordType};
-use hickory_resolver::Resolver;
+use hickory_resolver::{NameServerPool, PoolContext, Resolver, TlsConfig};
 use tokio::sync::Semaphore;
 
 use super::answer::{self, address_of, Answer};
@@ -51,7 +56,7 @@ static IN_FLIGHT: Semaphore = Semaphore::const_new(MAX_IN_FLIGHT);
 /// lookup cost a new connection pool each time: a fresh TCP connection for
 /// every large answer, and setup work on every small one. A strategy polls
 /// with the same nameservers and options forever, so a handful is plenty.
-static RESOLVERS: Mutex<Vec<(ResolverKey, TokioResolver)>> = Mutex::new(Vec::new());
+static RESOLVERS: Mutex<Vec<(ResolverKey, Resolvers)>> = Mutex::new(Vec::new());
 const MAX_RESOLVERS: usize = 8;
 
 /// What a resolver is built from: two lookups with equal keys share one.
@@ -64,6 +69,19 @@ struct ResolverKey {
 }
 
 type TokioResolver = Resolver<TokioRuntimeProvider>;
+
+/// hickory's name server pool with its retries: what `Resolver` wraps, minus
+/// the answer cache layer, which copies and sorts every record of every
+/// answer even when it caches nothing (the largest cost of a 500-record
+/// answer in a profile).
+type SrvClient = RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>;
+
+/// The SRV client, and a full resolver for the rare A/AAAA follow-ups.
+#[derive(Clone)]
+struct Resolvers {
+    srv: SrvClient,
+    resolver: TokioResolver,
+}
 
 /// Looks up the SRV records of `query` and shapes them.
 ///
@@ -226,18 +244,35 @@ impl<'a> Plan<'a> {
     }
 
     async fn run(&self) -> Result<Answer, LookupError> {
-        let resolver = self.resolver()?;
+        let resolvers = self.resolvers()?;
         let name = self.name(&self.query.fqdn())?;
-        let lookup = match resolver.lookup(name, RecordType::SRV).await {
-            Ok(lookup) => lookup,
+        let response = resolvers
+            .srv
+            .lookup(
+                DnsQuery::query(name, RecordType::SRV),
+                self.request_options(),
+            )
+            .first_answer()
+            .await;
+        let response = match response {
+            Ok(response) => response,
             Err(e) if e.is_no_records_found() => return Ok(Answer::empty()),
             Err(e) => return Err(self.classify(e)),
         };
-        let mut answer = answer::shape_message(lookup.message(), self.options.max_records);
+        let mut answer = answer::shape_message(&response, self.options.max_records);
         if self.options.resolve_addresses {
-            self.resolve_addresses(&resolver, &mut answer).await;
+            self.resolve_addresses(&resolvers.resolver, &mut answer)
+                .await;
         }
         Ok(answer)
+    }
+
+    fn request_options(&self) -> DnsRequestOptions {
+        let mut options = DnsRequestOptions::default();
+        options.recursion_desired = true;
+        options.use_edns = true;
+        options.edns_payload_len = EDNS_PAYLOAD;
+        options
     }
 
     /// Looks up A and AAAA for targets that have no address yet. A target
@@ -279,9 +314,9 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// A resolver for this plan's nameservers and options, reused from
-    /// [`RESOLVERS`] when one was built for the same key.
-    fn resolver(&self) -> Result<TokioResolver, LookupError> {
+    /// The client and resolver for this plan's nameservers and options,
+    /// reused from [`RESOLVERS`] when built for the same key.
+    fn resolvers(&self) -> Result<Resolvers, LookupError> {
         let key = ResolverKey {
             servers: self.servers.clone(),
             transport: self.options.transport,
@@ -293,19 +328,32 @@ impl<'a> Plan<'a> {
         let mut cache = RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
             let entry = cache.remove(i);
-            let resolver = entry.1.clone();
+            let resolvers = entry.1.clone();
             cache.push(entry);
-            return Ok(resolver);
+            return Ok(resolvers);
         }
-        let resolver = self.build_resolver()?;
+        let (servers, opts) = self.config();
+        let tls = TlsConfig::new()
+            .map_err(|e| self.internal(&format!("could not set up the client: {e}")))?;
+        let pool = NameServerPool::from_config(
+            servers,
+            Arc::new(PoolContext::new(opts.clone(), tls)),
+            TokioRuntimeProvider::default(),
+        );
+        let resolvers = Resolvers {
+            srv: RetryDnsHandle::new(pool, opts.attempts),
+            resolver: self.build_resolver()?,
+        };
         if cache.len() >= MAX_RESOLVERS {
             cache.remove(0);
         }
-        cache.push((key, resolver.clone()));
-        Ok(resolver)
+        cache.push((key, resolvers.clone()));
+        Ok(resolvers)
     }
 
-    fn build_resolver(&self) -> Result<TokioResolver, LookupError> {
+    /// hickory's configuration for this plan: the nameservers (UDP then
+    /// TCP, or TCP only) and the options.
+    fn config(&self) -> (Vec<NameServerConfig>, ResolverOpts) {
         let servers = self
             .servers
             .iter()
@@ -327,6 +375,11 @@ impl<'a> Plan<'a> {
         opts.cache_size = 0;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.try_tcp_on_error = false;
+        (servers, opts)
+    }
+
+    fn build_resolver(&self) -> Result<TokioResolver, LookupError> {
+        let (servers, opts) = self.config();
         Resolver::builder_with_config(
             ResolverConfig::from_name_servers(servers),
             TokioRuntimeProvider::default(),
