@@ -10,7 +10,7 @@
 //! UDP-then-TCP on truncation) without the resolver's answer-cache layer;
 //! a full resolver is kept only for the optional A/AAAA follow-ups. Both are
 //! built once per set of nameservers and options and reused (at most
-//! [`MAX_RESOLVERS`] kept), so a TCP connection survives between polls. No
+//! `MAX_RESOLVERS`, 8, kept), so a TCP connection survives between polls. No
 //! answer is ever cached. At most [`MAX_IN_FLIGHT`] lookups talk to the
 //! network at once; the others wait their turn within their own timeout.
 
