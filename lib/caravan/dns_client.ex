@@ -169,11 +169,7 @@ defmodule Caravan.DnsClient do
     end
   end
 
-  def lookup(query, _opts) do
-    raise ArgumentError,
-          "expected the DNS query to be a string such as \"likes-dist.service.consul\", got: " <>
-            inspect(query, limit: 20)
-  end
+  def lookup(query, _opts), do: Options.not_a_query!(query)
 
   defp await(ref, query, %{timeout: timeout}) do
     receive do

@@ -66,16 +66,9 @@ defmodule Caravan.Test.RawDnsServer do
     )
   end
 
-  @doc "The server as a nameserver option: `\"127.0.0.1:PORT\"`."
-  @spec nameserver(pid()) :: String.t()
-  def nameserver(server) do
-    {ip, port} = address(server)
-    "#{:inet.ntoa(ip)}:#{port}"
-  end
-
-  @doc "The server's `{ip, port}`."
-  @spec address(pid()) :: {:inet.ip_address(), :inet.port_number()}
-  def address(server), do: GenServer.call(server, :address)
+  # Both answer `:address` the same way as Caravan.Test.DnsServer's servers.
+  defdelegate nameserver(server), to: Caravan.Test.DnsServer
+  defdelegate address(server), to: Caravan.Test.DnsServer
 
   @doc "How many queries arrived, per transport: `%{udp: n, tcp: m}`."
   @spec queries(pid()) :: %{udp: non_neg_integer(), tcp: non_neg_integer()}

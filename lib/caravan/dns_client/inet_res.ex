@@ -55,11 +55,7 @@ defmodule Caravan.DnsClient.InetRes do
     end
   end
 
-  def lookup(query, _opts) do
-    raise ArgumentError,
-          "expected the DNS query to be a string such as \"likes-dist.service.consul\", got: " <>
-            inspect(query, limit: 20)
-  end
+  def lookup(query, _opts), do: Options.not_a_query!(query)
 
   # The query rules live in Rust (caravan_core::dns::options::Query).
   defp query!(query) do

@@ -108,6 +108,15 @@ defmodule Caravan.DnsClient.Options do
           "expected DNS lookup options as a keyword list, got: #{inspect(other, limit: 20)}"
   end
 
+  @doc false
+  # Shared by the clients' `lookup/2` for a query that is not a string.
+  @spec not_a_query!(term()) :: no_return()
+  def not_a_query!(query) do
+    raise ArgumentError,
+          "expected the DNS query to be a string such as \"likes-dist.service.consul\", got: " <>
+            inspect(query, limit: 20)
+  end
+
   defp known!(opts, where) do
     unless Keyword.keyword?(opts) do
       raise ArgumentError,
