@@ -122,18 +122,27 @@ pub fn local_part(name: &str) -> Result<&str, NameError> {
             });
         }
     }
-    match name.split_once('@') {
-        None => Ok(name),
-        Some(("", _)) => Err(NameError::EmptyName {
+    // Bytes, not chars: '@' is ASCII, so its byte offsets are char
+    // boundaries. (A plain loop: names are too short for memchr to pay.)
+    let bytes = name.as_bytes();
+    let Some(at) = bytes.iter().position(|&b| b == b'@') else {
+        return Ok(name);
+    };
+    let (local, host) = (&name[..at], &bytes[at + 1..]);
+    if local.is_empty() {
+        Err(NameError::EmptyName {
             name: name.to_owned(),
-        }),
-        Some((_, "")) => Err(NameError::EmptyHost {
+        })
+    } else if host.is_empty() {
+        Err(NameError::EmptyHost {
             name: name.to_owned(),
-        }),
-        Some((_, host)) if host.contains('@') => Err(NameError::ManyAts {
+        })
+    } else if host.contains(&b'@') {
+        Err(NameError::ManyAts {
             name: name.to_owned(),
-        }),
-        Some((local, _)) => Ok(local),
+        })
+    } else {
+        Ok(local)
     }
 }
 
@@ -208,27 +217,32 @@ pub fn helper_target(local: &str) -> Option<&str> {
 }
 
 fn port_from_local(name: &str, local: &str) -> Result<u16, NameError> {
+    // One pass from the end: the trailing digits, and their value while
+    // there are at most five of them (so the sum cannot overflow a u32).
     let bytes = local.as_bytes();
-    let start = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_digit())
-        .map_or(0, |i| i + 1);
+    let mut start = bytes.len();
+    let mut value: u32 = 0;
+    let mut scale: u32 = 1;
+    while start > 0 && bytes[start - 1].is_ascii_digit() {
+        start -= 1;
+        if bytes.len() - start <= 5 {
+            value += u32::from(bytes[start] - b'0') * scale;
+            scale *= 10;
+        }
+    }
     let digits = &local[start..];
-    if digits.is_empty() {
-        return Ok(DEFAULT_PORT);
-    }
-    if digits.len() > 1 && digits.starts_with('0') {
-        let trimmed = digits.trim_start_matches('0');
-        return Err(NameError::LeadingZero {
-            name: name.to_owned(),
-            digits: digits.to_owned(),
-            trimmed: if trimmed.is_empty() { "0" } else { trimmed }.to_owned(),
-        });
-    }
-    // Five digits at most, so the parse cannot overflow a u32.
     match digits.len() {
-        1..=5 => match digits.parse::<u32>() {
-            Ok(port @ 1..=65535) => Ok(port as u16),
+        0 => Ok(DEFAULT_PORT),
+        2.. if digits.starts_with('0') => {
+            let trimmed = digits.trim_start_matches('0');
+            Err(NameError::LeadingZero {
+                name: name.to_owned(),
+                digits: digits.to_owned(),
+                trimmed: if trimmed.is_empty() { "0" } else { trimmed }.to_owned(),
+            })
+        }
+        1..=5 => match u16::try_from(value) {
+            Ok(port) if port > 0 => Ok(port),
             _ => Err(not_a_port(name, digits)),
         },
         _ => Err(not_a_port(name, digits)),
