@@ -24,7 +24,6 @@ use futures_util::stream::{self, StreamExt};
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
 use hickory_resolver::net::RetryDnsHandle;
 use hickory_resolver::net::{DnsError, NetError};
@@ -35,6 +34,7 @@ use hickory_resolver::{NameServerPool, PoolContext, Resolver, TlsConfig};
 use tokio::sync::Semaphore;
 
 use super::answer::{self, address_of, Answer};
+use super::connection::{Provider, MAX_ACTIVE_REQUESTS};
 use super::error::LookupError;
 use super::options::{LookupOptions, Nameservers, Query, Transport, EDNS_PAYLOAD};
 use super::runtime;
@@ -68,13 +68,13 @@ struct ResolverKey {
     attempts: u8,
 }
 
-type TokioResolver = Resolver<TokioRuntimeProvider>;
+type TokioResolver = Resolver<Provider>;
 
 /// hickory's name server pool with its retries: what `Resolver` wraps, minus
 /// the answer cache layer, which copies and sorts every record of every
 /// answer even when it caches nothing (the largest cost of a 500-record
 /// answer in a profile).
-type SrvClient = RetryDnsHandle<NameServerPool<TokioRuntimeProvider>>;
+type SrvClient = RetryDnsHandle<NameServerPool<Provider>>;
 
 /// The SRV client, and a full resolver for the rare A/AAAA follow-ups.
 #[derive(Clone)]
@@ -338,7 +338,7 @@ impl<'a> Plan<'a> {
         let pool = NameServerPool::from_config(
             servers,
             Arc::new(PoolContext::new(opts.clone(), tls)),
-            TokioRuntimeProvider::default(),
+            Provider::default(),
         );
         let resolvers = Resolvers {
             srv: RetryDnsHandle::new(pool, opts.attempts),
@@ -375,6 +375,7 @@ impl<'a> Plan<'a> {
         opts.cache_size = 0;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.try_tcp_on_error = false;
+        opts.max_active_requests = MAX_ACTIVE_REQUESTS;
         (servers, opts)
     }
 
@@ -382,7 +383,7 @@ impl<'a> Plan<'a> {
         let (servers, opts) = self.config();
         Resolver::builder_with_config(
             ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
+            Provider::default(),
         )
         .with_options(opts)
         .build()

@@ -4,6 +4,8 @@
 //!   first use).
 //! - [`nameserver`]: nameserver addresses as users write them.
 //! - [`options`]: lookup options, their defaults and limits; the query.
+//! - [`connection`]: hickory's connections, a closed one reported as
+//!   closed (so it is replaced at once).
 //! - [`lookup`]: running a lookup with hickory-resolver and answering exactly
 //!   once.
 //! - [`answer`]: raw SRV records and glue in, ordered, validated targets out.
@@ -15,6 +17,7 @@
 //! outage for an empty service.
 
 pub mod answer;
+pub mod connection;
 pub mod error;
 pub mod hostname;
 pub mod lookup;
