@@ -406,8 +406,10 @@ async fn random_garbage_is_ignored_as_spoofing_and_ends_in_a_clean_error() {
 /// A TCP responder on 127.0.0.1:0 that answers one query per connection
 /// with three SRV records and then closes it, as a name server does when it
 /// ends a kept connection (dnsmasq after 100 queries, others when idle).
-/// Counts the connections it accepted.
-async fn one_answer_per_connection() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+/// Counts the connections it accepted; waits `delay` before each answer.
+async fn one_answer_per_connection(
+    delay: Duration,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -423,6 +425,7 @@ async fn one_answer_per_connection() -> (SocketAddr, Arc<std::sync::atomic::Atom
                 let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
                 stream.read_exact(&mut query).await?;
                 let query = Message::from_vec(&query).map_err(std::io::Error::other)?;
+                tokio::time::sleep(delay).await;
                 let mut response = Message::response(query.id, query.op_code);
                 response.metadata.message_type = MessageType::Response;
                 response.add_queries(query.queries.clone());
@@ -446,7 +449,7 @@ async fn a_connection_the_server_closed_is_replaced_and_the_lookup_succeeds() {
     // Each lookup finds the kept connection closed by the server after the
     // previous answer. hickory reports that as "busy"; Caravan reads it as
     // closed, so hickory reconnects and resends at once.
-    let (server, accepted) = one_answer_per_connection().await;
+    let (server, accepted) = one_answer_per_connection(Duration::ZERO).await;
     let opts = LookupOptions {
         transport: Transport::Tcp,
         ..options(server)
@@ -499,7 +502,7 @@ fn spawn_lookup_answers_exactly_once_from_the_runtime_thread() {
         let tx = tx.clone();
         dns::spawn_lookup(q("likes.service.consul"), options(server), move |result| {
             let thread = std::thread::current().name().map(str::to_owned);
-            tx.send((thread, result)).unwrap();
+            tx.send((thread, result.clone())).unwrap();
         })
         .unwrap();
     }
@@ -520,6 +523,88 @@ fn runtime_threads() -> usize {
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .filter(|comm| comm.trim_end() == runtime::THREAD_NAME)
         .count()
+}
+
+/// Runs `count` lookups through `spawn_lookup` at once and collects their
+/// results.
+fn spawn_many(count: usize, query: &str, opts: &LookupOptions) -> Vec<Result<Answer, LookupError>> {
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..count {
+        let tx = tx.clone();
+        dns::spawn_lookup(q(query), opts.clone(), move |result| {
+            tx.send(result.clone()).unwrap();
+        })
+        .unwrap();
+    }
+    drop(tx);
+    rx.iter().collect()
+}
+
+#[test]
+fn identical_lookups_in_flight_share_one_query_and_finished_ones_are_not_reused() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    // Each answer is held 300 ms, so the lookups below overlap. There are
+    // more of them than may be on the network at once (MAX_IN_FLIGHT): had
+    // they not joined, they would have gone out in turns, and hickory
+    // (which merges identical queries only among those it is sending) would
+    // have sent one query per turn.
+    let (server, queries) =
+        server_rt.block_on(one_answer_per_connection(Duration::from_millis(300)));
+    let opts = LookupOptions {
+        transport: Transport::Tcp,
+        ..options(server)
+    };
+    let count = 3 * dns::lookup::MAX_IN_FLIGHT;
+    let results = spawn_many(count, "likes.service.consul", &opts);
+    assert_eq!(results.len(), count, "one answer per lookup");
+    for result in &results {
+        assert_eq!(result.as_ref().unwrap().targets.len(), 3);
+    }
+    let joined = queries.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        joined, 1,
+        "{count} overlapping lookups sent {joined} queries"
+    );
+
+    // Nothing is kept once a lookup ends: each of these asks again.
+    for _ in 0..3 {
+        assert_eq!(spawn_many(1, "likes.service.consul", &opts).len(), 1);
+    }
+    assert_eq!(
+        queries.load(std::sync::atomic::Ordering::SeqCst),
+        joined + 3
+    );
+
+    // Lookups that differ in anything are not joined: other options, other
+    // query.
+    let capped = LookupOptions {
+        max_records: 2,
+        ..opts.clone()
+    };
+    let (tx, rx) = mpsc::channel();
+    for (query, opts) in [
+        ("likes.service.consul", opts.clone()),
+        ("likes.service.consul", capped),
+        ("other.service.consul", opts.clone()),
+    ] {
+        let tx = tx.clone();
+        dns::spawn_lookup(q(query), opts, move |result| {
+            tx.send(
+                result
+                    .as_ref()
+                    .map(|a| a.targets.len())
+                    .map_err(|e| e.to_string()),
+            )
+            .unwrap();
+        })
+        .unwrap();
+    }
+    drop(tx);
+    // Had the capped lookup joined the other, it would have 3 targets.
+    // (hickory may still send the two identical DNS queries as one.)
+    let mut sizes: Vec<_> = rx.iter().map(Result::unwrap).collect();
+    sizes.sort();
+    assert_eq!(sizes, [2, 3, 3]);
 }
 
 #[test]

@@ -157,13 +157,13 @@ fn dns_lookup<'a>(
 
     let reply_env = OwnedEnv::new();
     let saved_ref = reply_env.save(reference);
-    let deliver = move |result: Result<Answer, LookupError>| {
+    let deliver = move |result: &Result<Answer, LookupError>| {
         let mut reply_env = reply_env;
         // Runs on Caravan's runtime thread, so send_and_clear is allowed.
         let _ = reply_env.send_and_clear(&pid, |env| {
             let body = match result {
-                Ok(answer) => encode_answer(env, &answer),
-                Err(e) => crate::error(env, lookup_reason(&e), e.to_string()),
+                Ok(answer) => encode_answer(env, answer),
+                Err(e) => crate::error(env, lookup_reason(e), e.to_string()),
             };
             (saved_ref.load(env), body).encode(env)
         });

@@ -13,13 +13,21 @@
 //! `MAX_RESOLVERS`, 8, kept), so a TCP connection survives between polls. No
 //! answer is ever cached. At most [`MAX_IN_FLIGHT`] lookups talk to the
 //! network at once; the others wait their turn within their own timeout.
+//!
+//! [`spawn_lookup`] also joins identical lookups: one started while an
+//! identical one (same query, same options) is in flight waits for that
+//! one's result instead of asking and shaping the same answer again, as
+//! hickory already does for the network query alone. A finished lookup is
+//! never joined, so this caches nothing.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{self, StreamExt};
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
@@ -105,8 +113,64 @@ pub async fn lookup(query: &Query, options: &LookupOptions) -> Result<Answer, Lo
     }
 }
 
+/// What a lookup ends in, shared by the lookups that joined it.
+pub type Outcome = Arc<Result<Answer, LookupError>>;
+
+/// Lookups in flight that an identical one may join, by query and options.
+/// An entry leaves when its lookup ends (see [`Joined`]).
+static JOINABLE: LazyLock<Mutex<HashMap<(Query, LookupOptions), InFlight>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+type InFlight = Shared<BoxFuture<'static, Outcome>>;
+
+/// Runs [`lookup`], or joins an identical one in flight (see the module
+/// documentation). Every joiner gets the same [`Outcome`].
+async fn joined_lookup(query: Query, options: LookupOptions) -> Outcome {
+    let key = (query, options);
+    let in_flight = {
+        // A poisoned lock only means a panic elsewhere mid-update; the map
+        // is still whole.
+        let mut joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        match joinable.get(&key) {
+            // Not yet finished: join it. (A finished one is never joined,
+            // so no result outlives its lookup.)
+            Some(in_flight) if in_flight.peek().is_none() => in_flight.clone(),
+            _ => {
+                let (query, options) = key.clone();
+                let in_flight = async move { Arc::new(lookup(&query, &options).await) }
+                    .boxed()
+                    .shared();
+                joinable.insert(key.clone(), in_flight.clone());
+                in_flight
+            }
+        }
+    };
+    let joined = Joined { key, in_flight };
+    joined.in_flight.clone().await
+}
+
+/// Takes its lookup out of [`JOINABLE`] when a joiner is done with it, even
+/// by a panic, so that a lookup that panicked is never joined again.
+struct Joined {
+    key: (Query, LookupOptions),
+    in_flight: InFlight,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        let mut joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        if joinable
+            .get(&self.key)
+            .is_some_and(|entry| entry.ptr_eq(&self.in_flight))
+        {
+            joinable.remove(&self.key);
+        }
+    }
+}
+
 /// Runs [`lookup`] on Caravan's runtime and calls `deliver` with its result,
-/// exactly once, on a runtime thread (never on the caller's thread).
+/// exactly once, on a runtime thread (never on the caller's thread). An
+/// identical lookup already in flight is joined rather than repeated.
 ///
 /// If the task ends without answering (a panic, or the runtime dropping it),
 /// `deliver` gets [`LookupError::Internal`]. If the lookup cannot be started
@@ -114,15 +178,15 @@ pub async fn lookup(query: &Query, options: &LookupOptions) -> Result<Answer, Lo
 /// never called: either way the caller hears exactly once.
 pub fn spawn_lookup<F>(query: Query, options: LookupOptions, deliver: F) -> Result<(), LookupError>
 where
-    F: FnOnce(Result<Answer, LookupError>) + Send + 'static,
+    F: FnOnce(&Result<Answer, LookupError>) + Send + 'static,
 {
     let name = query.as_str().to_owned();
     let reply = Reply::new(&name, deliver);
     let state = reply.state.clone();
     let spawned = runtime::spawn(async move {
         let mut reply = reply;
-        let result = lookup(&query, &options).await;
-        reply.send(result);
+        let outcome = joined_lookup(query, options).await;
+        reply.send(&outcome);
     });
     let internal = |detail: String| LookupError::Internal {
         query: name.clone(),
@@ -153,7 +217,7 @@ const DROPPED_WHILE_SPAWNING: u8 = 2;
 /// [`spawn_lookup`] reports the failure synchronously.
 pub struct Reply<F>
 where
-    F: FnOnce(Result<Answer, LookupError>),
+    F: FnOnce(&Result<Answer, LookupError>),
 {
     deliver: Option<F>,
     query: String,
@@ -163,7 +227,7 @@ where
 
 impl<F> Reply<F>
 where
-    F: FnOnce(Result<Answer, LookupError>),
+    F: FnOnce(&Result<Answer, LookupError>),
 {
     /// A reply for a lookup of `query`, about to be spawned from this thread.
     pub fn new(query: &str, deliver: F) -> Self {
@@ -176,7 +240,7 @@ where
     }
 
     /// Delivers `result`; later calls and the drop do nothing.
-    pub fn send(&mut self, result: Result<Answer, LookupError>) {
+    pub fn send(&mut self, result: &Result<Answer, LookupError>) {
         if let Some(deliver) = self.deliver.take() {
             deliver(result);
         }
@@ -185,7 +249,7 @@ where
 
 impl<F> Drop for Reply<F>
 where
-    F: FnOnce(Result<Answer, LookupError>),
+    F: FnOnce(&Result<Answer, LookupError>),
 {
     fn drop(&mut self) {
         if self.deliver.is_none() {
@@ -206,7 +270,7 @@ where
             return;
         }
         let query = std::mem::take(&mut self.query);
-        self.send(Err(LookupError::Internal {
+        self.send(&Err(LookupError::Internal {
             query,
             detail:
                 "the lookup task stopped before answering (a panic or the runtime shutting down)"
@@ -519,7 +583,7 @@ mod tests {
     #[test]
     fn a_reply_dropped_unsent_on_another_thread_delivers_internal() {
         let (tx, rx) = mpsc::channel();
-        let reply = Reply::new("q.consul", move |r| tx.send(r).unwrap());
+        let reply = Reply::new("q.consul", move |r| tx.send(r.clone()).unwrap());
         reply.state.store(SPAWNED, Ordering::Release);
         thread::spawn(move || drop(reply)).join().unwrap();
         let got = rx.recv().unwrap().unwrap_err();
@@ -530,9 +594,9 @@ mod tests {
     #[test]
     fn a_reply_sent_then_dropped_delivers_once() {
         let (tx, rx) = mpsc::channel();
-        let mut reply = Reply::new("q.consul", move |r| tx.send(r).unwrap());
-        reply.send(Ok(Answer::empty()));
-        reply.send(Ok(Answer::empty()));
+        let mut reply = Reply::new("q.consul", move |r| tx.send(r.clone()).unwrap());
+        reply.send(&Ok(Answer::empty()));
+        reply.send(&Ok(Answer::empty()));
         drop(reply);
         assert_eq!(rx.recv().unwrap(), Ok(Answer::empty()));
         assert!(rx.try_recv().is_err());
@@ -541,7 +605,7 @@ mod tests {
     #[test]
     fn a_reply_dropped_while_spawning_on_the_spawner_thread_does_not_deliver() {
         let (tx, rx) = mpsc::channel::<Result<Answer, LookupError>>();
-        let reply = Reply::new("q.consul", move |r| tx.send(r).unwrap());
+        let reply = Reply::new("q.consul", move |r| tx.send(r.clone()).unwrap());
         let state = reply.state.clone();
         drop(reply);
         assert_eq!(state.load(Ordering::Acquire), DROPPED_WHILE_SPAWNING);

@@ -29,7 +29,7 @@ pub const MAX_MAX_RECORDS: usize = 65_535;
 pub const EDNS_PAYLOAD: u16 = 4096;
 
 /// Whom to ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Nameservers {
     /// The nameservers in `/etc/resolv.conf`, read at each lookup.
     System,
@@ -38,7 +38,7 @@ pub enum Nameservers {
 }
 
 /// How queries travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// UDP with EDNS, retried over TCP when the answer is truncated (TC bit).
     Udp,
@@ -59,7 +59,7 @@ impl Transport {
 
 /// A validated set of lookup options. Build it with [`LookupOptions::new`];
 /// [`Default`] gives the documented defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LookupOptions {
     pub nameservers: Nameservers,
     pub timeout: Duration,
@@ -136,7 +136,7 @@ impl LookupOptions {
 /// A query checked to be a domain name, kept in lowercase without its
 /// trailing dot (how it appears in messages). It is always sent fully
 /// qualified: no search domain from `/etc/resolv.conf` is ever appended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Query(String);
 
 impl Query {
