@@ -11,22 +11,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// `None` when `host` is not one. Case-insensitive; a trailing dot is allowed.
 pub fn decode_addr_host(host: &str) -> Option<IpAddr> {
     let host = host.strip_suffix('.').unwrap_or(host);
-    let mut labels = host.split('.');
+    // Bytes: this runs for every target of every answer.
+    let mut labels = host.as_bytes().split(|&b| b == b'.');
     let hex = labels.next()?;
-    if !labels.next()?.eq_ignore_ascii_case("addr") {
+    if !labels.next()?.eq_ignore_ascii_case(b"addr") {
         return None;
     }
     let dc = labels.next()?;
-    if dc.is_empty() || !labels.next()?.eq_ignore_ascii_case("consul") || labels.next().is_some() {
+    if dc.is_empty() || !labels.next()?.eq_ignore_ascii_case(b"consul") || labels.next().is_some() {
         return None;
     }
     decode_hex_ip(hex)
 }
 
-fn decode_hex_ip(hex: &str) -> Option<IpAddr> {
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+fn decode_hex_ip(hex: &[u8]) -> Option<IpAddr> {
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
+    let hex = std::str::from_utf8(hex).ok()?;
     match hex.len() {
         8 => u32::from_str_radix(hex, 16)
             .ok()

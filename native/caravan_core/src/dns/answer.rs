@@ -21,11 +21,11 @@
 //! section, every other record type ignored), the shaped answer out. The
 //! lookup uses it, and so does the `dns_answer` fuzz target.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use hickory_resolver::proto::op::Message;
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{Name, RData};
 
 use super::error::quoted;
 use super::hostname::is_valid_hostname;
@@ -88,11 +88,13 @@ pub fn shape(
 ) -> Answer {
     let mut answer = Answer::default();
     for record in records {
-        let host = normalize(&record.target);
-        if host.is_empty() {
+        let trimmed = without_root(&record.target).len();
+        if trimmed == 0 {
             continue;
         }
-        if record.port == 0 || !is_valid_hostname(&host) {
+        // The rule is case-blind, so the check runs before lowercasing, and
+        // a rejected target is quoted as it came.
+        if record.port == 0 || !is_valid_hostname(&record.target[..trimmed]) {
             answer.rejected += 1;
             answer
                 .rejected_example
@@ -103,7 +105,7 @@ pub fn shape(
             priority: record.priority,
             weight: record.weight,
             port: record.port,
-            host,
+            host: normalize(record.target),
             addresses: Vec::new(),
         });
     }
@@ -115,17 +117,25 @@ pub fn shape(
             .then_with(|| a.host.cmp(&b.host))
             .then(a.port.cmp(&b.port))
     });
-    let mut seen = std::collections::HashSet::new();
-    answer
-        .targets
-        .retain(|t| seen.insert((t.host.clone(), t.port)));
+    // Keep the first (best) record of each host:port. Decided before the
+    // retain, so the set borrows the hosts instead of copying them.
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(answer.targets.len());
+        answer
+            .targets
+            .iter()
+            .map(|t| seen.insert((t.host.as_str(), t.port)))
+            .collect()
+    };
+    let mut kept = keep.into_iter();
+    answer.targets.retain(|_| kept.next().unwrap_or(false));
     answer.over_limit = answer.targets.len().saturating_sub(max_records);
     answer.targets.truncate(max_records);
 
     let mut by_host: HashMap<String, Vec<IpAddr>> = HashMap::new();
     for g in glue.into_iter().take(max_records.saturating_mul(2)) {
         by_host
-            .entry(normalize(&g.name))
+            .entry(normalize(g.name))
             .or_default()
             .push(g.address);
     }
@@ -146,17 +156,39 @@ pub fn shape_message(message: &Message, max_records: usize) -> Answer {
             priority: srv.priority,
             weight: srv.weight,
             port: srv.port,
-            target: srv.target.to_ascii(),
+            target: name_text(&srv.target),
         }),
         _ => None,
     });
     let glue = message.additionals.iter().filter_map(|r| {
         address_of(&r.data).map(|address| Glue {
-            name: r.name.to_ascii(),
+            name: name_text(&r.name),
             address,
         })
     });
     shape(records, glue, max_records)
+}
+
+/// A name's text. A name whose labels hold only letters, digits and '-'
+/// (every usable target) is written straight from its labels, lowercase
+/// and without the trailing dot, in one allocation; any other gets
+/// hickory's escaped text form, which the hostname rule then rejects.
+fn name_text(name: &Name) -> String {
+    let mut text = Vec::with_capacity(name.len());
+    for label in name.iter() {
+        if !label
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return name.to_ascii();
+        }
+        if !text.is_empty() {
+            text.push(b'.');
+        }
+        text.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    // ASCII by construction, so this never falls back.
+    String::from_utf8(text).unwrap_or_else(|_| name.to_ascii())
 }
 
 /// The address an A or AAAA record holds; `None` for any other record.
@@ -175,8 +207,16 @@ pub fn set_addresses(target: &mut Target, mut addresses: Vec<IpAddr>) {
     target.addresses = addresses;
 }
 
-fn normalize(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+/// `name` without the root's trailing dot.
+fn without_root(name: &str) -> &str {
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// `name` lowercase and without its trailing dot, reusing its buffer.
+fn normalize(mut name: String) -> String {
+    name.truncate(without_root(&name).len());
+    name.make_ascii_lowercase();
+    name
 }
 
 #[cfg(test)]
@@ -332,5 +372,45 @@ mod tests {
             ]
         );
         assert_eq!(answer.over_limit, 7);
+    }
+
+    #[test]
+    fn names_from_a_message_read_as_their_text_and_bad_ones_stay_rejected() {
+        use hickory_resolver::proto::rr::rdata::{A, SRV};
+        use hickory_resolver::proto::rr::Record;
+        let name = |text: &str| Name::from_ascii(text).unwrap();
+        let service = name("likes.service.consul.");
+        let mut message = Message::query();
+        for (port, target) in [
+            (4001, "Node1.NODE.dc1.consul."),
+            (4002, "bad_host.node.dc1.consul."),
+            (4003, "."),
+        ] {
+            message.add_answer(Record::from_rdata(
+                service.clone(),
+                0,
+                RData::SRV(SRV::new(1, 1, port, name(target))),
+            ));
+        }
+        message.add_additional(Record::from_rdata(
+            name("NODE1.node.DC1.consul."),
+            0,
+            RData::A(A::new(10, 0, 0, 1)),
+        ));
+        let answer = shape_message(&message, 10);
+        assert_eq!(hosts(&answer), [(4001, "node1.node.dc1.consul")]);
+        assert_eq!(
+            answer.targets[0].addresses,
+            ["10.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(answer.rejected, 1);
+        assert!(
+            answer
+                .rejected_example
+                .as_deref()
+                .unwrap()
+                .contains("bad_host"),
+            "{answer:?}"
+        );
     }
 }

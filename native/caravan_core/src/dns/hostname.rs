@@ -24,14 +24,28 @@ pub fn is_valid_hostname(host: &str) -> bool {
 /// What makes `host` (no trailing dot) not an RFC 1123 hostname, if anything.
 pub fn hostname_problem(host: &str) -> Option<&'static str> {
     if host.is_empty() {
-        Some("it is empty")
-    } else if host.len() > MAX_HOSTNAME_LEN {
-        Some("it is longer than 253 characters")
-    } else if host.split('.').any(str::is_empty) {
+        return Some("it is empty");
+    }
+    if host.len() > MAX_HOSTNAME_LEN {
+        return Some("it is longer than 253 characters");
+    }
+    // One pass over the labels (this runs for every record of every answer);
+    // the first problem in this order of kinds is the one reported.
+    let (mut empty, mut long, mut bad) = (false, false, false);
+    for label in host.as_bytes().split(|&b| b == b'.') {
+        if label.is_empty() {
+            empty = true;
+        } else if label.len() > MAX_LABEL_LEN {
+            long = true;
+        } else if !label_ok(label, false) {
+            bad = true;
+        }
+    }
+    if empty {
         Some("it has an empty label")
-    } else if host.split('.').any(|label| label.len() > MAX_LABEL_LEN) {
+    } else if long {
         Some("a label is longer than 63 characters")
-    } else if !host.split('.').all(|label| label_ok(label, false)) {
+    } else if bad {
         Some(
             "a label has a character other than a letter, digit or '-', or starts or ends with '-'",
         )
@@ -54,7 +68,7 @@ pub fn check_query(query: &str) -> Result<(), String> {
         ));
     }
     for label in name.split('.') {
-        if !label_ok(label, true) {
+        if !label_ok(label.as_bytes(), true) {
             return Err(if label.is_empty() {
                 "it has an empty label (two dots in a row, or a leading dot)".into()
             } else if label.len() > MAX_LABEL_LEN {
@@ -73,8 +87,7 @@ pub fn check_query(query: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn label_ok(label: &str, allow_underscore: bool) -> bool {
-    let bytes = label.as_bytes();
+fn label_ok(bytes: &[u8], allow_underscore: bool) -> bool {
     !bytes.is_empty()
         && bytes.len() <= MAX_LABEL_LEN
         && bytes[0] != b'-'
