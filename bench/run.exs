@@ -84,12 +84,16 @@ defmodule Caravan.Bench.Run do
   end
 
   # Calls per second with `callers` processes calling `fun` for `ms`.
-  def throughput(fun, callers, ms) do
+  def throughput(fun, callers, ms), do: throughput(List.duplicate(fun, callers), ms)
+
+  # Calls per second with one process per fun in `funs`, each calling its
+  # own fun for `ms`.
+  def throughput(funs, ms) do
     parent = self()
     deadline = System.monotonic_time(:millisecond) + ms
 
     pids =
-      for _ <- 1..callers do
+      for fun <- funs do
         spawn_link(fn -> send(parent, {:count, self(), loop(fun, deadline, 0)}) end)
       end
 
@@ -265,6 +269,61 @@ try do
     end
 
   rows = rows ++ List.flatten(dns_rows)
+
+  # 2b. Throughput at 500 records with nothing shared: each caller asks its
+  # own name, so no lookup can join another (Caravan) or share a query
+  # (hickory). The rows above have 32 callers asking one name.
+  {distinct, distinct_ms} = if quick?, do: {4, 300}, else: {32, 3_000}
+  say.("SRV lookups, 500 records, #{distinct} callers with a name each (Caravan.Test.Bind)")
+  names = for i <- 1..distinct, do: "bench#{i}.service.consul"
+  server = Dns.start_server!(Caravan.Test.Bind, Enum.flat_map(names, &Dns.records(&1, 500)))
+
+  distinct_row =
+    try do
+      lookup_opts = [
+        nameservers: [Caravan.Test.DnsServer.nameserver(server)],
+        timeout: 5_000,
+        transport: :tcp
+      ]
+
+      for name <- names do
+        {:ok, targets} = Caravan.DnsClient.lookup(name, lookup_opts)
+        500 = length(targets)
+      end
+
+      ct =
+        Run.throughput(
+          for(
+            name <- names,
+            do: fn -> {:ok, _} = Caravan.DnsClient.lookup(name, lookup_opts) end
+          ),
+          distinct_ms
+        )
+
+      it =
+        Run.throughput(
+          for(
+            name <- names,
+            do: fn -> {:ok, _} = Caravan.DnsClient.InetRes.lookup(name, lookup_opts) end
+          ),
+          distinct_ms
+        )
+
+      Run.row(
+        "srv_throughput_500_distinct",
+        "lookups/s",
+        ct,
+        it,
+        "higher",
+        "none (each caller its own name)",
+        nil,
+        %{records: 500, server: inspect(Caravan.Test.Bind), callers: distinct, names: distinct}
+      )
+    after
+      Dns.stop(server)
+    end
+
+  rows = rows ++ [distinct_row]
 
   # 3. Scheduler freedom: ping-pong p99 while 1,000 lookups hang, vs idle.
   say.("scheduler freedom")

@@ -13,6 +13,7 @@ defmodule Caravan.Bench.RunTest do
             srv_p50_3 srv_p99_3 srv_floor_p50_3 srv_throughput_3
             srv_p50_100 srv_p99_100 srv_floor_p50_100 srv_throughput_100
             srv_p50_500 srv_p99_500 srv_floor_p50_500 srv_throughput_500
+            srv_throughput_500_distinct
             scheduler_pingpong_p99 convergence cost_threads cost_rss)
 
   @tag :tmp_dir
