@@ -57,6 +57,10 @@ defmodule Caravan.DnsClient do
   `receive`, so it is descheduled like any process waiting for a message.
   The timeout is enforced in Rust; the `receive` allows one more second for
   a busy VM, then gives up and flushes the answer should it be there.
+
+  A call made while an identical one (same query, same options) is still in
+  flight shares that lookup: one query, one shaped answer, delivered to
+  each caller. A finished lookup is never reused; answers are not cached.
   """
 
   require Logger
