@@ -47,12 +47,17 @@ defmodule Caravan.Epmd do
       4370
   """
   @spec dist_port(name()) :: :inet.port_number()
-  def dist_port(name) when is_list(name) or (is_atom(name) and name not in [nil, true, false]) do
-    # The NIF reads ASCII atoms and flat charlists (what OTP hands the epmd
-    # module) itself; it answers :chardata for anything else, converted here.
+  def dist_port(name)
+      when is_binary(name) or is_list(name) or
+             (is_atom(name) and name not in [nil, true, false]) do
+    # The NIF reads binaries, ASCII atoms and flat charlists (what OTP hands
+    # the epmd module) itself; it answers :chardata for anything else,
+    # converted here. (The common case is matched inline: this is on the
+    # connect path.)
     case Caravan.Native.dist_port(name) do
+      port when is_integer(port) -> port
       :chardata -> name |> to_binary!() |> port!()
-      result -> port_result!(result)
+      error -> port_result!(error)
     end
   end
 
