@@ -525,19 +525,24 @@ fn runtime_threads() -> usize {
         .count()
 }
 
-/// Runs `count` lookups through `spawn_lookup` at once and collects their
-/// results.
-fn spawn_many(count: usize, query: &str, opts: &LookupOptions) -> Vec<Result<Answer, LookupError>> {
+/// Starts every lookup of `lookups` through `spawn_lookup` at once and
+/// collects their results (in the order they arrive).
+fn spawn_all(lookups: Vec<(&str, LookupOptions)>) -> Vec<Result<Answer, LookupError>> {
     let (tx, rx) = mpsc::channel();
-    for _ in 0..count {
+    for (query, opts) in lookups {
         let tx = tx.clone();
-        dns::spawn_lookup(q(query), opts.clone(), move |result| {
+        dns::spawn_lookup(q(query), opts, move |result| {
             tx.send(result.clone()).unwrap();
         })
         .unwrap();
     }
     drop(tx);
     rx.iter().collect()
+}
+
+/// `count` identical lookups through `spawn_all`.
+fn spawn_many(count: usize, query: &str, opts: &LookupOptions) -> Vec<Result<Answer, LookupError>> {
+    spawn_all(vec![(query, opts.clone()); count])
 }
 
 #[test]
@@ -581,28 +586,17 @@ fn identical_lookups_in_flight_share_one_query_and_finished_ones_are_not_reused(
         max_records: 2,
         ..opts.clone()
     };
-    let (tx, rx) = mpsc::channel();
-    for (query, opts) in [
+    let results = spawn_all(vec![
         ("likes.service.consul", opts.clone()),
         ("likes.service.consul", capped),
         ("other.service.consul", opts.clone()),
-    ] {
-        let tx = tx.clone();
-        dns::spawn_lookup(q(query), opts, move |result| {
-            tx.send(
-                result
-                    .as_ref()
-                    .map(|a| a.targets.len())
-                    .map_err(|e| e.to_string()),
-            )
-            .unwrap();
-        })
-        .unwrap();
-    }
-    drop(tx);
+    ]);
     // Had the capped lookup joined the other, it would have 3 targets.
     // (hickory may still send the two identical DNS queries as one.)
-    let mut sizes: Vec<_> = rx.iter().map(Result::unwrap).collect();
+    let mut sizes: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().targets.len())
+        .collect();
     sizes.sort();
     assert_eq!(sizes, [2, 3, 3]);
 }
