@@ -2,7 +2,7 @@
 //!
 //! [`lookup`] asks the nameservers, turns hickory's errors into a
 //! [`LookupError`] (NXDOMAIN and "no records" are an empty success), and
-//! hands the answer to [`answer::shape_message`](super::answer::shape_message).
+//! hands the answer to [`answer::shape_message`].
 //! [`spawn_lookup`] runs it on Caravan's runtime and guarantees that its
 //! callback runs exactly once, on a runtime thread, whatever happens.
 //!
@@ -13,6 +13,12 @@
 //! `MAX_RESOLVERS`, 8, kept), so a TCP connection survives between polls. No
 //! answer is ever cached. At most [`MAX_IN_FLIGHT`] lookups talk to the
 //! network at once; the others wait their turn within their own timeout.
+//!
+//! [`spawn_lookup`] sends a lookup's first UDP query from the caller's
+//! thread when it can (one nameserver, UDP, a turn free) and hands the
+//! runtime a task that its reply wakes (see [`first_attempt`]), so the
+//! runtime's thread wakes once per lookup instead of twice. Any answer that
+//! attempt cannot settle goes on through hickory as above.
 //!
 //! [`spawn_lookup`] also joins identical lookups: one started while an
 //! identical one (same query, same options) is in flight waits for that
@@ -25,7 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::thread::{self, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{self, StreamExt};
@@ -36,16 +42,17 @@ use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
 use hickory_resolver::net::RetryDnsHandle;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::op::{DnsRequestOptions, Query as DnsQuery};
+use hickory_resolver::proto::op::{DnsRequestOptions, Message, Query as DnsQuery};
 use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, Resolver, TlsConfig};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::answer::{self, address_of, Answer};
 use super::connection::{Provider, MAX_ACTIVE_REQUESTS};
 use super::error::LookupError;
+use super::first_attempt;
 use super::options::{LookupOptions, Nameservers, Query, Transport, EDNS_PAYLOAD};
-use super::runtime;
+use super::runtime::{self, Deferred};
 
 /// Lookups allowed on the network at once (each holds a resolver and at most
 /// a couple of sockets); the rest queue, small, within their own timeout.
@@ -96,18 +103,45 @@ struct Resolvers {
 /// The whole lookup (waiting for a turn, every attempt, the TCP retry,
 /// address lookups) is bounded by `options.timeout`.
 pub async fn lookup(query: &Query, options: &LookupOptions) -> Result<Answer, LookupError> {
+    lookup_after(query, options, None, Instant::now()).await
+}
+
+/// A first UDP attempt already sent from the caller's thread, with the turn
+/// it holds (see [`first_attempt`]).
+struct Started {
+    sent: first_attempt::Sent,
+    turn: SemaphorePermit<'static>,
+}
+
+/// [`lookup`] begun at `since`, continuing from a first attempt when one
+/// was `started`.
+async fn lookup_after(
+    query: &Query,
+    options: &LookupOptions,
+    started: Option<Started>,
+    since: Instant,
+) -> Result<Answer, LookupError> {
     let plan = Plan::new(query, options)?;
     let run = async {
-        let _turn = IN_FLIGHT
-            .acquire()
-            .await
-            .map_err(|_| plan.internal("the lookup queue is closed"))?;
+        let (_turn, sent) = match started {
+            Some(Started { sent, turn }) => (turn, Some(sent)),
+            None => {
+                let turn = IN_FLIGHT
+                    .acquire()
+                    .await
+                    .map_err(|_| plan.internal("the lookup queue is closed"))?;
+                (turn, None)
+            }
+        };
         // Boxed, so that a lookup waiting for its turn holds a few hundred
         // bytes, not hickory's whole state machine: a burst of thousands of
         // queued lookups stays small.
-        Box::pin(plan.run()).await
+        match sent {
+            Some(sent) => Box::pin(plan.run_after(sent)).await,
+            None => Box::pin(plan.run(options.transport)).await,
+        }
     };
-    match tokio::time::timeout(options.timeout, run).await {
+    match tokio::time::timeout_at((since + options.timeout).into(), run).await {
         Ok(result) => result,
         Err(_elapsed) => Err(plan.timeout()),
     }
@@ -123,37 +157,71 @@ static JOINABLE: LazyLock<Mutex<HashMap<(Query, LookupOptions), InFlight>>> =
 
 type InFlight = Shared<BoxFuture<'static, Outcome>>;
 
-/// Runs [`lookup`], or joins an identical one in flight (see the module
-/// documentation). Every joiner gets the same [`Outcome`].
-async fn joined_lookup(query: Query, options: LookupOptions) -> Outcome {
+/// Starts a lookup, or joins an identical one in flight (see the module
+/// documentation). Runs on the caller's thread: a new lookup's first UDP
+/// query leaves from here when it can (see [`first_attempt`]). Every joiner
+/// gets the same [`Outcome`] by awaiting [`Joined::outcome`]. When a first
+/// attempt was sent, the caller's task must go to the returned [`Deferred`].
+fn start_or_join(query: Query, options: LookupOptions) -> (Joined, Option<Arc<Deferred>>) {
+    let since = Instant::now();
     let key = (query, options);
-    let in_flight = {
-        // A poisoned lock only means a panic elsewhere mid-update; the map
-        // is still whole.
-        let mut joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
-        match joinable.get(&key) {
-            // Not yet finished: join it. (A finished one is never joined,
-            // so no result outlives its lookup.)
-            Some(in_flight) if in_flight.peek().is_none() => in_flight.clone(),
-            _ => {
-                let (query, options) = key.clone();
-                let in_flight = async move { Arc::new(lookup(&query, &options).await) }
-                    .boxed()
-                    .shared();
-                joinable.insert(key.clone(), in_flight.clone());
-                in_flight
-            }
-        }
-    };
-    let joined = Joined { key, in_flight };
-    joined.in_flight.clone().await
+    if let Some(joined) = join(&key) {
+        return (joined, None);
+    }
+    // Sent outside the lock. Two identical lookups started at the same
+    // instant may both send; the second then joins the first and its
+    // datagram goes unread.
+    let started = start_first_attempt(&key.0, &key.1);
+    let mut joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(in_flight) = joinable.get(&key).filter(|f| f.peek().is_none()) {
+        let in_flight = in_flight.clone();
+        return (Joined { key, in_flight }, None);
+    }
+    let deferred = started.as_ref().map(|s| s.sent.deferred());
+    let (query, options) = key.clone();
+    let in_flight = async move { Arc::new(lookup_after(&query, &options, started, since).await) }
+        .boxed()
+        .shared();
+    joinable.insert(key.clone(), in_flight.clone());
+    (Joined { key, in_flight }, deferred)
 }
 
-/// Takes its lookup out of [`JOINABLE`] when a joiner is done with it, even
-/// by a panic, so that a lookup that panicked is never joined again.
+/// The identical lookup in flight that `key` can join, if any.
+fn join(key: &(Query, LookupOptions)) -> Option<Joined> {
+    // A poisoned lock only means a panic elsewhere mid-update; the map is
+    // still whole.
+    let joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
+    // Not yet finished: join it. (A finished one is never joined, so no
+    // result outlives its lookup.)
+    let in_flight = joinable.get(key).filter(|f| f.peek().is_none())?.clone();
+    Some(Joined {
+        key: key.clone(),
+        in_flight,
+    })
+}
+
+/// Sends the first attempt of a lookup with `options` when it applies and a
+/// turn is free at once; otherwise the lookup starts on the runtime.
+fn start_first_attempt(query: &Query, options: &LookupOptions) -> Option<Started> {
+    let server = first_attempt::server(options)?;
+    let turn = IN_FLIGHT.try_acquire().ok()?;
+    let sent = first_attempt::send(query, server, options.attempt_timeout())?;
+    Some(Started { sent, turn })
+}
+
+/// A lookup started or joined. It leaves [`JOINABLE`] when a joiner is done
+/// with it, even by a panic, so that a lookup that panicked is never joined
+/// again.
 struct Joined {
     key: (Query, LookupOptions),
     in_flight: InFlight,
+}
+
+impl Joined {
+    /// Waits for the lookup's outcome.
+    async fn outcome(self) -> Outcome {
+        self.in_flight.clone().await
+    }
 }
 
 impl Drop for Joined {
@@ -183,10 +251,21 @@ where
     let name = query.as_str().to_owned();
     let reply = Reply::new(&name, deliver);
     let state = reply.state.clone();
-    let spawned = runtime::spawn(async move {
-        let mut reply = reply;
-        let outcome = joined_lookup(query, options).await;
-        reply.send(&outcome);
+    // The runtime first: a lookup it cannot run sends nothing.
+    let spawned = runtime::handle().and_then(|_| {
+        let (joined, deferred) = start_or_join(query, options);
+        let task = async move {
+            let mut reply = reply;
+            let outcome = joined.outcome().await;
+            reply.send(&outcome);
+        };
+        match deferred {
+            Some(deferred) => {
+                deferred.set_task(task);
+                Ok(())
+            }
+            None => runtime::spawn(task),
+        }
     });
     let internal = |detail: String| LookupError::Internal {
         query: name.clone(),
@@ -307,8 +386,10 @@ impl<'a> Plan<'a> {
         })
     }
 
-    async fn run(&self) -> Result<Answer, LookupError> {
-        let resolvers = self.resolvers()?;
+    /// Asks through hickory over `transport` (the configured one, or TCP
+    /// after a first attempt came back truncated).
+    async fn run(&self, transport: Transport) -> Result<Answer, LookupError> {
+        let resolvers = self.resolvers(transport)?;
         let name = self.name(&self.query.fqdn())?;
         let response = resolvers
             .srv
@@ -318,17 +399,41 @@ impl<'a> Plan<'a> {
             )
             .first_answer()
             .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(e) if e.is_no_records_found() => return Ok(Answer::empty()),
-            Err(e) => return Err(self.classify(e)),
-        };
-        let mut answer = answer::shape_message(&response, self.options.max_records);
-        if self.options.resolve_addresses {
-            self.resolve_addresses(&resolvers.resolver, &mut answer)
-                .await;
+        match response {
+            Ok(response) => Ok(self.finish(&response).await),
+            Err(e) if e.is_no_records_found() => Ok(Answer::empty()),
+            Err(e) => Err(self.classify(e)),
         }
-        Ok(answer)
+    }
+
+    /// Takes the answer to a first attempt, or goes on through hickory:
+    /// straight to TCP after a truncated answer (as hickory itself would),
+    /// from the start on anything else.
+    async fn run_after(&self, sent: first_attempt::Sent) -> Result<Answer, LookupError> {
+        match sent.reply().await {
+            first_attempt::Reply::Answer(message) => Ok(self.finish(&message).await),
+            // TCP that cannot be reached then ends as it does in hickory:
+            // in the truncation.
+            first_attempt::Reply::Truncated => {
+                self.run(Transport::Tcp).await.map_err(|e| match e {
+                    LookupError::Unreachable { .. } => self.truncated(),
+                    other => other,
+                })
+            }
+            first_attempt::Reply::Fallback => self.run(self.options.transport).await,
+        }
+    }
+
+    /// Shapes an answer and, when asked, looks up its targets' addresses.
+    async fn finish(&self, message: &Message) -> Answer {
+        let mut answer = answer::shape_message(message, self.options.max_records);
+        if self.options.resolve_addresses {
+            let resolver = self.resolvers(self.options.transport).map(|r| r.resolver);
+            if let Ok(resolver) = resolver {
+                self.resolve_addresses(&resolver, &mut answer).await;
+            }
+        }
+        answer
     }
 
     fn request_options(&self) -> DnsRequestOptions {
@@ -380,10 +485,10 @@ impl<'a> Plan<'a> {
 
     /// The client and resolver for this plan's nameservers and options,
     /// reused from [`RESOLVERS`] when built for the same key.
-    fn resolvers(&self) -> Result<Resolvers, LookupError> {
+    fn resolvers(&self, transport: Transport) -> Result<Resolvers, LookupError> {
         let key = ResolverKey {
             servers: self.servers.clone(),
-            transport: self.options.transport,
+            transport,
             attempt_timeout: self.options.attempt_timeout(),
             attempts: self.options.attempts,
         };
@@ -396,7 +501,7 @@ impl<'a> Plan<'a> {
             cache.push(entry);
             return Ok(resolvers);
         }
-        let (servers, opts) = self.config();
+        let (servers, opts) = self.config(transport);
         let tls = TlsConfig::new()
             .map_err(|e| self.internal(&format!("could not set up the client: {e}")))?;
         let pool = NameServerPool::from_config(
@@ -406,7 +511,7 @@ impl<'a> Plan<'a> {
         );
         let resolvers = Resolvers {
             srv: RetryDnsHandle::new(pool, opts.attempts),
-            resolver: self.build_resolver()?,
+            resolver: self.build_resolver(transport)?,
         };
         if cache.len() >= MAX_RESOLVERS {
             cache.remove(0);
@@ -415,15 +520,15 @@ impl<'a> Plan<'a> {
         Ok(resolvers)
     }
 
-    /// hickory's configuration for this plan: the nameservers (UDP then
-    /// TCP, or TCP only) and the options.
-    fn config(&self) -> (Vec<NameServerConfig>, ResolverOpts) {
+    /// hickory's configuration for this plan over `transport`: the
+    /// nameservers (UDP then TCP, or TCP only) and the options.
+    fn config(&self, transport: Transport) -> (Vec<NameServerConfig>, ResolverOpts) {
         let servers = self
             .servers
             .iter()
             .map(|addr| {
                 let mut connections = Vec::with_capacity(2);
-                if self.options.transport == Transport::Udp {
+                if transport == Transport::Udp {
                     connections.push(with_port(ConnectionConfig::udp(), addr.port()));
                 }
                 connections.push(with_port(ConnectionConfig::tcp(), addr.port()));
@@ -443,8 +548,8 @@ impl<'a> Plan<'a> {
         (servers, opts)
     }
 
-    fn build_resolver(&self) -> Result<TokioResolver, LookupError> {
-        let (servers, opts) = self.config();
+    fn build_resolver(&self, transport: Transport) -> Result<TokioResolver, LookupError> {
+        let (servers, opts) = self.config(transport);
         Resolver::builder_with_config(
             ResolverConfig::from_name_servers(servers),
             Provider::default(),
@@ -492,11 +597,7 @@ impl<'a> Plan<'a> {
                 servers,
                 detail: format!("it could not be decoded ({e})"),
             },
-            NetError::Truncated => LookupError::Malformed {
-                query,
-                servers,
-                detail: "it was truncated even over TCP".into(),
-            },
+            NetError::Truncated => self.truncated(),
             e @ (NetError::QueryCaseMismatch | NetError::ForeignClassRecord { .. }) => {
                 LookupError::Malformed {
                     query,
@@ -505,6 +606,22 @@ impl<'a> Plan<'a> {
                 }
             }
             other => self.internal(&other.to_string()),
+        }
+    }
+
+    /// A truncated answer that TCP did not make whole.
+    fn truncated(&self) -> LookupError {
+        let detail = match self.options.transport {
+            Transport::Tcp => "it was truncated even over TCP",
+            Transport::Udp => {
+                "it came back truncated over UDP and no whole answer came over TCP \
+                 (check that the nameserver takes TCP)"
+            }
+        };
+        LookupError::Malformed {
+            query: self.query.as_str().to_owned(),
+            servers: self.described.clone(),
+            detail: detail.into(),
         }
     }
 

@@ -6,8 +6,10 @@
 //! - [`options`]: lookup options, their defaults and limits; the query.
 //! - [`connection`]: hickory's connections, a closed one reported as
 //!   closed (so it is replaced at once).
-//! - [`lookup`]: running a lookup with hickory-resolver and answering exactly
+//! - [`mod@lookup`]: running a lookup with hickory-resolver and answering exactly
 //!   once.
+//! - [`first_attempt`]: a lookup's first UDP query, sent from the caller's
+//!   thread, and its reply screened.
 //! - [`answer`]: raw SRV records and glue in, ordered, validated targets out.
 //! - [`hostname`]: which names are accepted (RFC 1123).
 //! - [`error`]: every failure, each with a fixed reason tag and a message.
@@ -19,6 +21,7 @@
 pub mod answer;
 pub mod connection;
 pub mod error;
+pub mod first_attempt;
 pub mod hostname;
 pub mod lookup;
 pub mod nameserver;
