@@ -331,7 +331,7 @@ mod tests {
                 for (p, q) in [
                     (None, None),
                     (Some(0), None),
-                    (Some(len / 2), Some(len - 1)),
+                    (Some(len / 2), len.checked_sub(1)),
                 ] {
                     let mut bytes = bytes.clone();
                     for i in [p, q].into_iter().flatten().filter(|&i| i < len) {
