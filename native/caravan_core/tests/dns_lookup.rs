@@ -693,10 +693,15 @@ fn srv_reply(query: &Message, id: u16, name: &str) -> Vec<u8> {
     reply.to_vec().unwrap()
 }
 
-/// A UDP responder that answers each query with `decoys` first (built
-/// from the query) and then the true answer.
+/// A UDP responder on 127.0.0.1 that answers each query with `decoys`
+/// first (built from the query) and then the true answer.
 async fn answer_after_decoys(decoys: fn(&Message) -> Vec<Vec<u8>>) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    answer_after_decoys_on("127.0.0.1:0", decoys).await
+}
+
+/// [`answer_after_decoys`] listening on `bind`.
+async fn answer_after_decoys_on(bind: &str, decoys: fn(&Message) -> Vec<Vec<u8>>) -> SocketAddr {
+    let socket = UdpSocket::bind(bind).await.unwrap();
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
@@ -748,4 +753,17 @@ async fn replies_to_another_query_are_ignored_and_the_true_one_is_taken() {
         .await
         .unwrap();
     assert_eq!(answer.targets.len(), 1);
+}
+
+#[tokio::test]
+async fn an_ipv6_nameserver_is_asked_over_ipv6() {
+    let server = answer_after_decoys_on("[::1]:0", |_| Vec::new()).await;
+    assert!(server.is_ipv6());
+    let answer = lookup(&q("likes.service.consul"), &short(server, 2000))
+        .await
+        .unwrap();
+    assert_eq!(
+        ports_and_hosts(&answer),
+        [(4001, "7f000002.addr.dc1.consul".into())]
+    );
 }
