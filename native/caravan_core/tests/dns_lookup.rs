@@ -767,3 +767,44 @@ async fn an_ipv6_nameserver_is_asked_over_ipv6() {
         [(4001, "7f000002.addr.dc1.consul".into())]
     );
 }
+
+/// A UDP responder on 127.0.0.1 that never answers the first query it gets
+/// (a lost datagram) and answers every later one with one SRV record.
+async fn loses_the_first_query() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        let mut first = true;
+        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            if std::mem::take(&mut first) {
+                continue;
+            }
+            let name = query.queries[0].name().to_ascii();
+            let _ = socket
+                .send_to(&srv_reply(&query, query.id, &name), from)
+                .await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_lost_query_is_sent_again_within_one_attempt() {
+    // With one attempt, the lookup's whole timeout is that attempt: only a
+    // query sent again within it (hickory does, every 333 ms) can succeed.
+    // (Each path against its own server: each must lose its own first query.)
+    let opts = |server| LookupOptions {
+        attempts: 1,
+        ..short(server, 3000)
+    };
+    let query = q("likes.service.consul");
+    let direct = dns::lookup(&query, &opts(loses_the_first_query().await)).await;
+    let spawned = spawned(&query, &opts(loses_the_first_query().await)).await;
+    for result in [direct, spawned] {
+        assert_eq!(result.unwrap().targets.len(), 1);
+    }
+}

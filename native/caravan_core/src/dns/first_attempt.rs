@@ -14,16 +14,18 @@
 //! other core is busy: p99 went from 0.3 to 1 ms.) Then [`Sent::reply`]
 //! reads and screens the reply.
 //!
-//! The reply is screened as hickory screens its own: the socket is
-//! connected, so only the nameserver's address and port reach it, and a
-//! datagram with another id, one that is not a response, or one whose
-//! question is not the one asked is ignored while the wait goes on. Only a
-//! final answer is taken from this attempt: NOERROR or NXDOMAIN, not
-//! truncated, every record of class IN. A truncated reply goes on over TCP.
-//! Anything else (no reply within one attempt's time, another response
-//! code, a reply that does not decode, a socket error) is [`Reply::Fallback`]:
-//! the lookup then runs through hickory as if this attempt had not been
-//! made, so retries, error classification and messages stay hickory's.
+//! The reply is screened as hickory screens its own, and a little more: the
+//! socket is connected, so only the nameserver's address and port reach it,
+//! and a datagram with another id, one that is not a response (hickory does
+//! not check that bit), or one whose question is not the one asked is
+//! ignored while the wait goes on. Only a final answer is taken from this
+//! attempt: NOERROR or NXDOMAIN, not truncated, every record of class IN. A
+//! truncated one goes on over TCP. Anything else (another response code, a
+//! reply that does not decode, a socket error, or no reply within
+//! [`RESEND_AFTER`], when hickory would send its query again) is
+//! [`Reply::Fallback`]: the lookup then runs through hickory, which sends
+//! the query afresh and retries, classifies errors and words messages as it
+//! always does, within what is left of the lookup's timeout.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,8 +33,8 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
-use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, Query as DnsQuery};
+use hickory_resolver::proto::op::{ResponseCode, DEFAULT_RETRY_FLOOR};
 use hickory_resolver::proto::rr::{DNSClass, Name, RecordType};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -40,6 +42,11 @@ use tokio::io::Interest;
 
 use super::options::{LookupOptions, Nameservers, Query, Transport, EDNS_PAYLOAD};
 use super::runtime::{self, Deferred};
+
+/// How long the first attempt waits for its reply: hickory's own resend
+/// interval for UDP (its floor, 333 ms), so that a lost datagram costs what
+/// it costs hickory, even with `attempts: 1`.
+pub const RESEND_AFTER: Duration = DEFAULT_RETRY_FLOOR;
 
 /// A query sent, awaiting its reply until its deadline.
 #[derive(Debug)]
@@ -77,10 +84,11 @@ pub fn server(options: &LookupOptions) -> Option<SocketAddr> {
 
 /// Sends the SRV question for `query` to `server` over a new connected UDP
 /// socket, without waiting, and registers the socket with the runtime. The
-/// reply is awaited for `within`. `None` if it could not be sent (the lookup
-/// then goes through hickory, which reports any real failure).
+/// reply is awaited for `within` at most, and never longer than
+/// [`RESEND_AFTER`]. `None` if it could not be sent (the lookup then goes
+/// through hickory, which reports any real failure).
 pub fn send(query: &Query, server: SocketAddr, within: Duration) -> Option<Sent> {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + within.min(RESEND_AFTER);
     let name = Name::from_ascii(query.fqdn()).ok()?;
     let question = DnsQuery::query(name, RecordType::SRV);
     let id = getrandom::u32().ok()? as u16;
@@ -112,7 +120,9 @@ pub fn send(query: &Query, server: SocketAddr, within: Duration) -> Option<Sent>
 
 /// A non-blocking UDP socket connected to `server`, so that only its
 /// datagrams are received. Connecting binds it to an ephemeral port, which
-/// Linux picks at random.
+/// Linux picks at random within its local port range
+/// (`net.ipv4.ip_local_port_range`, 32768-60999 by default; hickory picks
+/// from 1024-65535).
 fn connected_socket(server: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(server),
@@ -183,20 +193,24 @@ fn judge(datagram: &[u8], id: u16, question: &DnsQuery) -> Option<Reply> {
     {
         return None;
     }
-    if message.metadata.truncation {
-        return Some(Reply::Truncated);
-    }
+    // The response code before the truncation, as hickory reads them.
     let final_code = matches!(
         message.metadata.response_code,
         ResponseCode::NoError | ResponseCode::NXDomain
     );
+    if !final_code {
+        return Some(Reply::Fallback);
+    }
+    if message.metadata.truncation {
+        return Some(Reply::Truncated);
+    }
     let all_in = message
         .answers
         .iter()
         .chain(&message.authorities)
         .chain(&message.additionals)
         .all(|record| record.dns_class == DNSClass::IN);
-    Some(if final_code && all_in {
+    Some(if all_in {
         Reply::Answer(message)
     } else {
         Reply::Fallback

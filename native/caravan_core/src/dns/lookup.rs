@@ -137,7 +137,7 @@ async fn lookup_after(
         // bytes, not hickory's whole state machine: a burst of thousands of
         // queued lookups stays small.
         match sent {
-            Some(sent) => Box::pin(plan.run_after(sent)).await,
+            Some(sent) => Box::pin(plan.run_after(sent, since + options.timeout)).await,
             None => Box::pin(plan.run(options.transport)).await,
         }
     };
@@ -172,12 +172,15 @@ fn start_or_join(query: Query, options: LookupOptions) -> (Joined, Option<Arc<De
     // instant may both send; the second then joins the first and its
     // datagram goes unread.
     let started = start_first_attempt(&key.0, &key.1);
+    // Armed before the lock too (arming may wake the runtime's sweeper). If
+    // an identical lookup won the race, it is dropped unused: its alarm
+    // then rings for nothing.
+    let deferred = started.as_ref().map(|s| s.sent.deferred());
     let mut joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(in_flight) = joinable.get(&key).filter(|f| f.peek().is_none()) {
         let in_flight = in_flight.clone();
         return (Joined { key, in_flight }, None);
     }
-    let deferred = started.as_ref().map(|s| s.sent.deferred());
     let (query, options) = key.clone();
     let in_flight = async move { Arc::new(lookup_after(&query, &options, started, since).await) }
         .boxed()
@@ -408,9 +411,18 @@ impl<'a> Plan<'a> {
 
     /// Takes the answer to a first attempt, or goes on through hickory:
     /// straight to TCP after a truncated answer (as hickory itself would),
-    /// from the start on anything else.
-    async fn run_after(&self, sent: first_attempt::Sent) -> Result<Answer, LookupError> {
-        match sent.reply().await {
+    /// from the start on anything else, unless the lookup's `deadline` has
+    /// passed (then nothing more is sent).
+    async fn run_after(
+        &self,
+        sent: first_attempt::Sent,
+        deadline: Instant,
+    ) -> Result<Answer, LookupError> {
+        let reply = sent.reply().await;
+        if !matches!(reply, first_attempt::Reply::Answer(_)) && Instant::now() >= deadline {
+            return Err(self.timeout());
+        }
+        match reply {
             first_attempt::Reply::Answer(message) => Ok(self.finish(&message).await),
             // TCP that cannot be reached then ends as it does in hickory:
             // in the truncation.

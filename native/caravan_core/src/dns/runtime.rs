@@ -14,7 +14,9 @@
 //! runtime a [`Deferred`] task instead: it is spawned only when its waker
 //! fires (its socket became readable) or its [`Alarm`] rings, so the thread
 //! wakes once, when there is work for it. Alarms are kept by one sweeper task
-//! that sleeps until the earliest; arming a later one wakes nothing.
+//! that sleeps until the earliest; arming one that falls after the
+//! sweeper's next look wakes nothing (only the first alarm after a quiet
+//! spell, when the sweeper has nothing to look at, wakes it).
 
 use std::collections::BTreeMap;
 use std::future::Future;
