@@ -24,6 +24,8 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
+mod common;
+
 fn name(text: &str) -> Name {
     Name::from_ascii(text).unwrap()
 }
@@ -682,67 +684,36 @@ fn errors_are_values_with_fixed_reasons() {
     assert_eq!(reasons, dns::error::LOOKUP_REASONS);
 }
 
-/// The answer to `query` with one SRV record (port 4001), as bytes; with
-/// `id` and `name` to forge its header and question.
-fn srv_reply(query: &Message, id: u16, name: &str) -> Vec<u8> {
-    let mut reply = Message::response(id, query.op_code);
-    let mut question = query.queries[0].clone();
-    question.set_name(self::name(name));
-    reply.add_query(question);
-    reply.add_answer(srv(name, 4001, "7f000002.addr.dc1.consul."));
-    reply.to_vec().unwrap()
-}
-
-/// A UDP responder on 127.0.0.1 that answers each query with `decoys`
-/// first (built from the query) and then the true answer.
-async fn answer_after_decoys(decoys: fn(&Message) -> Vec<Vec<u8>>) -> SocketAddr {
-    answer_after_decoys_on("127.0.0.1:0", decoys).await
-}
-
-/// [`answer_after_decoys`] listening on `bind`.
-async fn answer_after_decoys_on(bind: &str, decoys: fn(&Message) -> Vec<Vec<u8>>) -> SocketAddr {
-    let socket = UdpSocket::bind(bind).await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            let name = query.queries[0].name().to_ascii();
-            for bytes in decoys(&query)
-                .into_iter()
-                .chain([srv_reply(&query, query.id, &name)])
-            {
-                let _ = socket.send_to(&bytes, from).await;
-            }
-        }
-    });
-    addr
+/// A UDP nameserver on `bind` that answers each query with `decoys` first
+/// (built from the query) and then the true answer.
+async fn answer_after_decoys(bind: &str, decoys: fn(&Message) -> Vec<Vec<u8>>) -> SocketAddr {
+    common::udp_responder(bind, Duration::ZERO, move |query, _| {
+        let mut datagrams = decoys(query);
+        datagrams.push(common::srv_answer(query));
+        datagrams
+    })
+    .await
 }
 
 #[tokio::test]
 async fn replies_to_another_query_are_ignored_and_the_true_one_is_taken() {
     // A wrong id, then the right id for another name: both clients wait on.
-    let server = answer_after_decoys(|query| {
+    let server = answer_after_decoys("127.0.0.1:0", |query| {
         let name = query.queries[0].name().to_ascii();
         vec![
-            srv_reply(query, query.id.wrapping_add(1), &name),
-            srv_reply(query, query.id, "other.service.consul."),
+            common::srv_reply(query, query.id.wrapping_add(1), &name),
+            common::srv_reply(query, query.id, "other.service.consul."),
         ]
     })
     .await;
     let answer = lookup(&q("likes.service.consul"), &short(server, 2000))
         .await
         .unwrap();
-    assert_eq!(
-        ports_and_hosts(&answer),
-        [(4001, "7f000002.addr.dc1.consul".into())]
-    );
+    assert_eq!(ports_and_hosts(&answer), [(4001, common::TARGET.into())]);
 
     // A datagram with the right id and question that is not a response
     // (hickory does not check this; the first attempt does).
-    let server = answer_after_decoys(|query| {
+    let server = answer_after_decoys("127.0.0.1:0", |query| {
         // ...and holding no records, so that taking it would show.
         let mut copy = Message::new(query.id, MessageType::Query, query.op_code);
         copy.add_queries(query.queries.clone());
@@ -757,39 +728,25 @@ async fn replies_to_another_query_are_ignored_and_the_true_one_is_taken() {
 
 #[tokio::test]
 async fn an_ipv6_nameserver_is_asked_over_ipv6() {
-    let server = answer_after_decoys_on("[::1]:0", |_| Vec::new()).await;
+    let server = answer_after_decoys("[::1]:0", |_| Vec::new()).await;
     assert!(server.is_ipv6());
     let answer = lookup(&q("likes.service.consul"), &short(server, 2000))
         .await
         .unwrap();
-    assert_eq!(
-        ports_and_hosts(&answer),
-        [(4001, "7f000002.addr.dc1.consul".into())]
-    );
+    assert_eq!(ports_and_hosts(&answer), [(4001, common::TARGET.into())]);
 }
 
-/// A UDP responder on 127.0.0.1 that never answers the first query it gets
-/// (a lost datagram) and answers every later one with one SRV record.
+/// A UDP nameserver on 127.0.0.1 that never answers the first query it
+/// gets (a lost datagram) and answers every later one.
 async fn loses_the_first_query() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        let mut first = true;
-        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            if std::mem::take(&mut first) {
-                continue;
-            }
-            let name = query.queries[0].name().to_ascii();
-            let _ = socket
-                .send_to(&srv_reply(&query, query.id, &name), from)
-                .await;
+    common::udp_responder("127.0.0.1:0", Duration::ZERO, |query, n| {
+        if n == 0 {
+            Vec::new()
+        } else {
+            vec![common::srv_answer(query)]
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test]

@@ -9,37 +9,18 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use caravan_core::dns::{self, runtime, LookupOptions, Nameservers, Query};
-use hickory_server::proto::op::Message;
-use hickory_server::proto::rr::rdata::SRV;
-use hickory_server::proto::rr::{Name, RData, Record};
 
-/// A UDP responder on 127.0.0.1:0 answering every SRV query with one
-/// record, 2 ms later: long enough for the runtime's thread to be asleep
-/// again if the hand-over woke it.
+mod common;
+
+/// A UDP nameserver on 127.0.0.1 answering every SRV query with one record,
+/// 2 ms later: long enough for the runtime's thread to be asleep again if
+/// the hand-over woke it.
 fn responder(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    rt.block_on(async {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-                let Ok(query) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                let mut reply = Message::response(query.id, query.op_code);
-                reply.add_queries(query.queries.clone());
-                let target = Name::from_ascii("7f000002.addr.dc1.consul.").unwrap();
-                reply.add_answer(Record::from_rdata(
-                    query.queries[0].name().clone(),
-                    0,
-                    RData::SRV(SRV::new(1, 1, 4001, target)),
-                ));
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                let _ = socket.send_to(&reply.to_vec().unwrap(), from).await;
-            }
-        });
-        addr
-    })
+    rt.block_on(common::udp_responder(
+        "127.0.0.1:0",
+        Duration::from_millis(2),
+        |query, _| vec![common::srv_answer(query)],
+    ))
 }
 
 /// The times the runtime's thread has gone to sleep so far.
