@@ -344,28 +344,20 @@ async fn addresses_are_resolved_only_when_asked() {
     );
 }
 
-/// A UDP responder on 127.0.0.1:0 that answers every query with
-/// `reply(query_bytes)`, or never answers when it returns `None`.
+/// A UDP nameserver on 127.0.0.1 that answers every query with
+/// `reply(query)`, or never answers when it returns `None`.
 async fn raw_udp<F>(reply: F) -> SocketAddr
 where
-    F: Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+    F: Fn(&Message) -> Option<Vec<u8>> + Send + 'static,
 {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-            if let Some(bytes) = reply(&buf[..len]) {
-                let _ = socket.send_to(&bytes, from).await;
-            }
-        }
-    });
-    addr
+    common::udp_responder("127.0.0.1:0", Duration::ZERO, move |query, _| {
+        reply(query).into_iter().collect()
+    })
+    .await
 }
 
-fn rcode_reply(code: ResponseCode) -> impl Fn(&[u8]) -> Option<Vec<u8>> {
+fn rcode_reply(code: ResponseCode) -> impl Fn(&Message) -> Option<Vec<u8>> {
     move |query| {
-        let query = Message::from_vec(query).ok()?;
         let mut response = Message::response(query.id, query.op_code);
         response.metadata.message_type = MessageType::Response;
         response.metadata.response_code = code;
@@ -415,7 +407,7 @@ async fn silence_is_a_timeout_within_the_timeout() {
 #[tokio::test]
 async fn garbage_after_a_matching_id_is_malformed() {
     let server = raw_udp(|query| {
-        let mut bytes = query[..2].to_vec();
+        let mut bytes = query.id.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff]);
         Some(bytes)
     })

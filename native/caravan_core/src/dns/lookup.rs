@@ -122,6 +122,7 @@ async fn lookup_after(
     since: Instant,
 ) -> Result<Answer, LookupError> {
     let plan = Plan::new(query, options)?;
+    let deadline = since + options.timeout;
     let run = async {
         let (_turn, sent) = match started {
             Some(Started { sent, turn }) => (turn, Some(sent)),
@@ -137,11 +138,11 @@ async fn lookup_after(
         // bytes, not hickory's whole state machine: a burst of thousands of
         // queued lookups stays small.
         match sent {
-            Some(sent) => Box::pin(plan.run_after(sent, since + options.timeout)).await,
+            Some(sent) => Box::pin(plan.run_after(sent, deadline)).await,
             None => Box::pin(plan.run(options.transport)).await,
         }
     };
-    match tokio::time::timeout_at((since + options.timeout).into(), run).await {
+    match tokio::time::timeout_at(deadline.into(), run).await {
         Ok(result) => result,
         Err(_elapsed) => Err(plan.timeout()),
     }
@@ -177,8 +178,7 @@ fn start_or_join(query: Query, options: LookupOptions) -> (Joined, Option<Arc<De
     // then rings for nothing.
     let deferred = started.as_ref().map(|s| s.sent.deferred());
     let mut joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(in_flight) = joinable.get(&key).filter(|f| f.peek().is_none()) {
-        let in_flight = in_flight.clone();
+    if let Some(in_flight) = unfinished(&joinable, &key) {
         return (Joined { key, in_flight }, None);
     }
     let (query, options) = key.clone();
@@ -194,13 +194,20 @@ fn join(key: &(Query, LookupOptions)) -> Option<Joined> {
     // A poisoned lock only means a panic elsewhere mid-update; the map is
     // still whole.
     let joinable = JOINABLE.lock().unwrap_or_else(PoisonError::into_inner);
-    // Not yet finished: join it. (A finished one is never joined, so no
-    // result outlives its lookup.)
-    let in_flight = joinable.get(key).filter(|f| f.peek().is_none())?.clone();
+    let in_flight = unfinished(&joinable, key)?;
     Some(Joined {
         key: key.clone(),
         in_flight,
     })
+}
+
+/// The lookup for `key` in `joinable` if it has not finished: only such a
+/// one is joined, so no result outlives its lookup.
+fn unfinished(
+    joinable: &HashMap<(Query, LookupOptions), InFlight>,
+    key: &(Query, LookupOptions),
+) -> Option<InFlight> {
+    joinable.get(key).filter(|f| f.peek().is_none()).cloned()
 }
 
 /// Sends the first attempt of a lookup with `options` when it applies and a

@@ -122,29 +122,22 @@ impl Deferred {
         }
     }
 
-    /// Gives the task: spawned now if the waker already fired.
+    /// Gives the task (once per `Deferred`): spawned now if the waker
+    /// already fired.
     pub fn set_task<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let task: Task = Box::pin(task);
         let mut state = self.lock();
-        match std::mem::replace(&mut *state, DeferredState::Spawned) {
-            DeferredState::Waiting { alarm } => *state = DeferredState::Ready { task, alarm },
-            DeferredState::Woken => {
-                drop(state);
-                spawn_task(task);
-            }
-            // A second task: not how this is used; run it rather than lose it.
-            ready @ DeferredState::Ready { .. } => {
-                *state = ready;
-                drop(state);
-                spawn_task(task);
-            }
-            DeferredState::Spawned => {
-                drop(state);
-                spawn_task(task);
-            }
+        if let DeferredState::Waiting { alarm } = &mut *state {
+            let alarm = alarm.take();
+            *state = DeferredState::Ready { task, alarm };
+        } else {
+            // Woken already.
+            *state = DeferredState::Spawned;
+            drop(state);
+            spawn_task(task);
         }
     }
 
