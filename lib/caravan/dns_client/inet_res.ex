@@ -14,7 +14,9 @@ defmodule Caravan.DnsClient.InetRes do
       an OTP socket: no scheduler is blocked, but the process is busy);
     * `:timeout` bounds the whole call; each attempt gets an equal share;
     * `:transport` `:udp` falls back to TCP on a truncated answer, as OTP
-      does; `:tcp` sets `usevc`;
+      does, and also on a UDP answer OTP cannot decode (OTP 27.3's
+      `inet_dns` rejects every truncated reply as `:formerr`, so its own
+      fallback never runs: erlang/otp#11114); `:tcp` sets `usevc`;
     * `:nameservers` `:system` uses OTP's resolver configuration (on Unix,
       `/etc/resolv.conf`);
     * a UDP query to a closed port fails at once with `:unreachable`
@@ -49,7 +51,7 @@ defmodule Caravan.DnsClient.InetRes do
     name = query!(query)
     deadline = System.monotonic_time(:millisecond) + options.timeout
 
-    case :inet_res.resolve(name, :in, :srv, resolver_opts(options), options.timeout) do
+    case resolve_srv(name, options, deadline) do
       {:ok, message} -> {:ok, shape(query, message, options, deadline)}
       {:error, reason} -> error(query, reason, options)
     end
@@ -62,6 +64,24 @@ defmodule Caravan.DnsClient.InetRes do
     case Caravan.Native.dns_check_query(query) do
       {:ok, normalized} -> String.to_charlist(normalized <> ".")
       {:error, :bad_option, message} -> raise ArgumentError, message
+    end
+  end
+
+  defp resolve_srv(name, options, deadline) do
+    case :inet_res.resolve(name, :in, :srv, resolver_opts(options), options.timeout) do
+      # A bare :formerr is a reply inet_dns could not decode. Debian's OTP
+      # 27.3 says so of every reply with TC set (erlang/otp#11114), so the
+      # TCP fallback inet_res would make is made here.
+      {:error, :formerr} when options.transport == :udp ->
+        left = deadline - System.monotonic_time(:millisecond)
+        tcp = %{options | transport: :tcp}
+
+        if left > 0,
+          do: :inet_res.resolve(name, :in, :srv, resolver_opts(tcp), left),
+          else: {:error, :timeout}
+
+      result ->
+        result
     end
   end
 
