@@ -61,7 +61,7 @@ defmodule Caravan.Epmd do
     end
   end
 
-  def dist_port(name), do: name |> to_binary!() |> port!()
+  def dist_port(name), do: raise(ArgumentError, not_a_name(name))
 
   @doc """
   What the name `name` says about its node: `{:node, port}` for a node that
@@ -129,10 +129,11 @@ defmodule Caravan.Epmd do
     end
   end
 
-  defp to_binary!(other) do
-    raise ArgumentError,
-          "expected a node name as an atom, charlist or binary (such as :\"app-4001@host\"), got: " <>
-            inspect(other, limit: 20, printable_limit: 100)
+  defp to_binary!(other), do: raise(ArgumentError, not_a_name(other))
+
+  defp not_a_name(other) do
+    "expected a node name as an atom, charlist or binary (such as :\"app-4001@host\"), got: " <>
+      inspect(other, limit: 20, printable_limit: 100)
   end
 
   defp port!(binary), do: binary |> Caravan.Native.dist_port() |> port_result!()

@@ -14,7 +14,7 @@ defmodule Caravan.Epmd.Client do
 
   ## Callbacks
 
-  Every callback OTP 25, 26 and 27 use (see `erl_epmd`):
+  Every callback OTP 25 to 29 use (see `erl_epmd`; the same in all five):
 
     * `start_link/0` - nothing to run: `:ignore`.
     * `register_node/2,3` - records the name and the port actually bound,

@@ -232,7 +232,7 @@ defmodule Caravan.Epmd.Dist_dist do
   end
 
   # The listen port follows the name only through Caravan's epmd module.
-  # net_kernel:epmd_module/0 answers for -epmd_module and, from OTP 27, for
+  # net_kernel:epmd_module/0 answers for -epmd_module and, from OTP 27 (not 26), for
   # the kernel parameter epmd_module too (and raises when both are given).
   defp warn_unless_caravan_epmd do
     case epmd_module() do
@@ -244,7 +244,7 @@ defmodule Caravan.Epmd.Dist_dist do
           :warning,
           "Caravan: -proto_dist Elixir.Caravan.Epmd.Dist runs with the epmd module #{inspect(other)}, " <>
             "so the listen port and peers' ports do not come from node names; add " <>
-            "-epmd_module Elixir.Caravan.Epmd.Client (OTP 27: or -kernel epmd_module 'Elixir.Caravan.Epmd.Client')"
+            "-epmd_module Elixir.Caravan.Epmd.Client (OTP 27 and later: or -kernel epmd_module 'Elixir.Caravan.Epmd.Client')"
         )
     end
   end
