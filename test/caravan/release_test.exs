@@ -85,9 +85,13 @@ defmodule Caravan.ReleaseTest do
 
     # bin/sample remote runs iex --remsh as rem-<hex>-sample-21090@127.0.0.1.
     # IEx ignores --remsh unless stdin is a terminal, so `script` gives it a
-    # pseudo-terminal; the test types into it.
+    # pseudo-terminal; the test types into it. A terminal type too: with
+    # TERM unset or dumb, IEx's line editing and ^G misbehave.
     remote =
-      Nodes.spawn!("script", ["-qfec", "#{bin} remote", "/dev/null"], label: "bin/sample remote")
+      Nodes.spawn!("script", ["-qfec", "#{bin} remote", "/dev/null"],
+        env: [{"TERM", "xterm"}],
+        label: "bin/sample remote"
+      )
 
     Nodes.wait_for_output(remote, "iex(#{@node})", 60_000)
     Nodes.send_input(remote, ~s|IO.puts("remote shell on " <> Atom.to_string(node()))\r|)

@@ -17,7 +17,7 @@ defmodule Caravan.Test.Bind do
   alias Caravan.Test.DnsServer
 
   @doc "Starts named serving `records` for the current test; returns its pid."
-  @spec start!([DnsServer.record()], keyword()) :: pid()
+  @spec start!([DnsServer.dns_record()], keyword()) :: pid()
   def start!(records, opts \\ []), do: DnsServer.start!(__MODULE__, records, opts)
 
   defdelegate nameserver(server), to: DnsServer

@@ -46,7 +46,7 @@ defmodule Caravan.Test.DnsServer do
   use GenServer
 
   @typedoc "A record the server serves."
-  @type record ::
+  @type dns_record ::
           {:srv, String.t(), String.t(), :inet.port_number()}
           | {:srv, String.t(), String.t(), :inet.port_number(), non_neg_integer(),
              non_neg_integer()}
@@ -61,7 +61,7 @@ defmodule Caravan.Test.DnsServer do
               dir :: Path.t(),
               address :: :inet.ip4_address(),
               port :: :inet.port_number(),
-              records :: [record()]
+              records :: [dns_record()]
             ) :: [{Path.t(), iodata()}]
   @callback command(dir :: Path.t()) :: {executable :: String.t(), args :: [String.t()]}
   @callback startup_ms() :: pos_integer()
@@ -76,7 +76,7 @@ defmodule Caravan.Test.DnsServer do
   target is `<hex-ip>.addr.<dc>.consul`, with the A (or AAAA) record as glue.
   """
   @spec addr_instance(String.t(), :inet.ip_address(), :inet.port_number(), String.t()) ::
-          [record()]
+          [dns_record()]
   def addr_instance(query, ip, port, dc \\ "dc1") do
     host = addr_host(ip, dc)
     [{:srv, query, host, port}, {address_type(ip), host, ip}]
@@ -102,7 +102,7 @@ defmodule Caravan.Test.DnsServer do
           :inet.ip_address(),
           :inet.port_number(),
           String.t()
-        ) :: [record()]
+        ) :: [dns_record()]
   def node_instance(query, node, ip, port, dc \\ "dc1") do
     host = "#{node}.node.#{dc}.consul"
     [{:srv, query, host, port}, {address_type(ip), host, ip}]
@@ -118,7 +118,7 @@ defmodule Caravan.Test.DnsServer do
   and returns its pid. Options: `:address` - the IPv4 address to listen on,
   default `{127, 0, 0, 1}`.
   """
-  @spec start!(module(), [record()], keyword()) :: pid()
+  @spec start!(module(), [dns_record()], keyword()) :: pid()
   def start!(backend, records, opts \\ []) do
     ExUnit.Callbacks.start_supervised!(
       %{
@@ -143,7 +143,7 @@ defmodule Caravan.Test.DnsServer do
   def address(server), do: GenServer.call(server, :address)
 
   @doc "Restarts the server on the same port, serving `records` instead."
-  @spec set_records(pid(), [record()]) :: :ok
+  @spec set_records(pid(), [dns_record()]) :: :ok
   def set_records(server, records), do: GenServer.call(server, {:set_records, records}, 30_000)
 
   @doc "Kills the server's OS process, keeping its port: a DNS outage."

@@ -323,11 +323,11 @@ defmodule Caravan.Test.Nodes do
   end
 
   @doc """
-  Calls `fun` every `interval` ms until it returns a truthy value, which is
+  Calls `fun` (of no arguments) every `interval` ms until it returns a truthy value, which is
   returned; raises after `timeout` ms with the last value. For liveness
   (a cluster converging), not for timing.
   """
-  @spec wait_until((() -> term()), timeout(), pos_integer()) :: term()
+  @spec wait_until(function(), timeout(), pos_integer()) :: term()
   def wait_until(fun, timeout \\ 15_000, interval \\ 50) do
     deadline = System.monotonic_time(:millisecond) + timeout
     poll(fun, deadline, interval)

@@ -65,7 +65,7 @@ defmodule Caravan.Epmd.ClientTest do
       # OTP 25: ERL_DIST_VER_LOW = ERL_DIST_VER_HIGH = 6 (the OTP 23
       # handshake). Its erl_epmd is built with -Depmd_dist_low=5 and answers 5
       # for -erl_epmd_port, but OTP 25's dist_util ignores the value.
-      hrl = Path.join(:code.lib_dir(:kernel, :include), "dist.hrl") |> File.read!()
+      hrl = Path.join([:code.lib_dir(:kernel), "include", "dist.hrl"]) |> File.read!()
 
       declared =
         for [_, version] <- Regex.scan(~r/-define\(ERL_DIST_VER_\d+,\s*(\d+)\)/, hrl),

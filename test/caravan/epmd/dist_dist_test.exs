@@ -38,7 +38,7 @@ defmodule Caravan.Epmd.DistDistTest do
 
   test "covers every callback of the OTP modules it can forward to" do
     for module <- [:inet_tcp_dist, :inet6_tcp_dist, :inet_tls_dist, :inet6_tls_dist] do
-      {:module, ^module} = Code.ensure_loaded(module)
+      {:module, ^module} = load_otp_module(module)
 
       for {fun, arity} <- module.module_info(:exports),
           Keyword.has_key?(@callbacks, fun) do
@@ -58,5 +58,21 @@ defmodule Caravan.Epmd.DistDistTest do
     # :inet_tcp_dist has no childspecs/0 on OTP 25.
     refute function_exported?(:inet_tcp_dist, :childspecs, 0)
     assert Dist_dist.childspecs() == {:ok, []}
+  end
+
+  # Mix on Elixir 1.15 and later prunes the OTP applications a project does
+  # not list (:ssl among them) from the code path; these modules are OTP's
+  # own, so they are loaded from OTP's lib directory.
+  defp load_otp_module(module) do
+    with {:error, :nofile} <- Code.ensure_loaded(module) do
+      app = if module in [:inet_tls_dist, :inet6_tls_dist], do: "ssl", else: "kernel"
+
+      Enum.each(
+        Path.wildcard(Path.join([:code.root_dir(), "lib", app <> "-*", "ebin"])),
+        &Code.prepend_path/1
+      )
+
+      Code.ensure_loaded(module)
+    end
   end
 end

@@ -106,7 +106,13 @@ defmodule Mix.Tasks.Caravan.DemoTest do
     assert processes_matching(dir) != []
 
     # IEx ignores --remsh unless stdin is a terminal: `script` gives it one.
-    shell = Nodes.spawn!("script", ["-qfec", remsh, "/dev/null"], label: "remote shell")
+    # A terminal type too: with TERM unset or dumb, IEx's ^G misbehaves.
+    shell =
+      Nodes.spawn!("script", ["-qfec", remsh, "/dev/null"],
+        env: [{"TERM", "xterm"}],
+        label: "remote shell"
+      )
+
     Nodes.wait_for_output(shell, "iex(app-23131@127.0.0.1)", 60_000)
     Nodes.send_input(shell, ~s|IO.puts("sees " <> inspect(Node.list()))\r|)
     Nodes.wait_for_output(shell, ~s|sees [:"app-23131@127.0.0.3"]|)
