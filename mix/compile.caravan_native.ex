@@ -30,6 +30,9 @@ defmodule Mix.Tasks.Compile.CaravanNative do
 
     if opts[:force] || Mix.Utils.stale?(sources(), [dest]) do
       build!(dest)
+      # Mix links priv/ into _build before compilers run, and only if it
+      # exists then; a package or fresh copy may come without one.
+      Mix.Project.build_structure()
       {:ok, []}
     else
       {:noop, []}
