@@ -7,7 +7,9 @@ end
 defmodule Caravan.MixProject do
   use Mix.Project
 
-  @version "0.1.0"
+  # 1.1.0 once it is a drop-in for the original caravan 1.0 (see the CHANGELOG).
+  @version "1.1.0-dev"
+  @source_url "https://github.com/caravan-beam/caravan"
 
   def project do
     [
@@ -20,7 +22,49 @@ defmodule Caravan.MixProject do
       deps: [],
       description:
         "Erlang distribution on Nomad + Consul: no epmd, cluster formation from Consul DNS.",
-      test_coverage: [ignore_modules: [Caravan.Native]]
+      test_coverage: [ignore_modules: [Caravan.Native]],
+      source_url: @source_url,
+      package: package(),
+      docs: docs()
+    ]
+  end
+
+  # Exactly what a user's build needs (the Mix compiler, the Rust workspace)
+  # and the docs the README links to; test/caravan/package_test.exs checks it.
+  defp package do
+    [
+      licenses: ["Apache-2.0"],
+      links: %{"GitHub" => @source_url, "Changelog" => "#{@source_url}/blob/main/CHANGELOG.md"},
+      files: ~w(
+        lib mix mix.exs .formatter.exs
+        Cargo.toml Cargo.lock
+        native/caravan_core/Cargo.toml native/caravan_core/src
+        native/caravan_nif/Cargo.toml native/caravan_nif/build.rs native/caravan_nif/src
+        README.md ARCHITECTURE.md CHANGELOG.md LICENSE
+      )
+    ]
+  end
+
+  defp docs do
+    [
+      main: "readme",
+      source_ref: "v#{@version}",
+      extras: ["README.md", "ARCHITECTURE.md", "CHANGELOG.md", "LICENSE"],
+      groups_for_extras: [
+        Guides: ["README.md", "ARCHITECTURE.md"],
+        About: ["CHANGELOG.md", "LICENSE"]
+      ],
+      groups_for_modules: [
+        Distribution: [Caravan.Epmd, Caravan.Epmd.Client, Caravan.Epmd.Dist_dist],
+        Discovery: [Caravan.DnsClient, Caravan.DnsClient.InetRes, Caravan.DnsClient.Options],
+        "Cluster formation": [
+          Caravan.Cluster.DnsStrategy,
+          Caravan.Cluster.Config,
+          Caravan.Cluster.Membership,
+          Caravan.Cluster.NodeNames
+        ],
+        "Mix tasks": [Mix.Tasks.Caravan.Lookup, Mix.Tasks.Caravan.Demo]
+      ]
     ]
   end
 

@@ -1,11 +1,11 @@
 defmodule Caravan.PathDependencyTest do
-  # Users consume caravan as a `path:` (or git) dependency. This builds a
-  # throwaway app that depends on a pristine copy of caravan (no priv/native),
-  # so the dependency's own `mix compile` must run cargo, install the NIF and
-  # let the app call into it.
+  # Users consume caravan as a package, a `path:` or a git dependency. This
+  # builds a throwaway app that depends on a copy of exactly the files the
+  # package ships (package[:files], no priv/native), so the dependency's own
+  # `mix compile` must run cargo, install the NIF and let the app call into it.
   use ExUnit.Case, async: false
 
-  alias Caravan.Test.SampleApp
+  alias Caravan.Test.{DnsServer, Dnsmasq, SampleApp}
 
   @moduletag :path_dependency
   @moduletag timeout: 600_000
@@ -14,9 +14,12 @@ defmodule Caravan.PathDependencyTest do
     {:ok, dir: SampleApp.tmp_dir!("pathdep")}
   end
 
-  test "an app depending on caravan by path builds the NIF and calls it", %{dir: dir} do
+  test "an app depending on the package's files builds the NIF and calls it", %{dir: dir} do
     caravan = SampleApp.copy_caravan!(Path.join(dir, "caravan"))
     refute File.exists?(Path.join(caravan, "priv/native/libcaravan_nif.so"))
+
+    dns =
+      Dnsmasq.start!(DnsServer.addr_instance("consumer-dist.service.consul", {10, 0, 1, 5}, 4711))
 
     app =
       SampleApp.write!(Path.join(dir, "consumer"), %{
@@ -29,16 +32,29 @@ defmodule Caravan.PathDependencyTest do
         "lib/consumer.ex" => """
         defmodule Consumer do
           def port, do: Caravan.Epmd.dist_port(:"consumer-4711@10.0.1.5")
+
+          def peers(nameserver) do
+            {:ok, targets} =
+              Caravan.DnsClient.lookup("consumer-dist.service.consul", nameservers: [nameserver])
+
+            Enum.map(targets, &{&1.port, &1.addresses})
+          end
         end
         """
       })
 
+    code = """
+    IO.puts("port=\#{Consumer.port()}")
+    IO.puts("peers=\#{inspect(Consumer.peers(#{inspect(Dnsmasq.nameserver(dns))}))}")
+    """
+
     # SampleApp.mix/3 shares the cargo target dir so registry crates are not rebuilt.
-    {output, status} = SampleApp.mix(app, ["run", "-e", "IO.puts(\"port=\#{Consumer.port()}\")"])
+    {output, status} = SampleApp.mix(app, ["run", "-e", code])
 
     assert status == 0, output
     assert output =~ "caravan: cargo build --release -p caravan_nif"
     assert output =~ "port=4711"
+    assert output =~ "peers=[{4711, [{10, 0, 1, 5}]}]"
     assert File.exists?(Path.join(caravan, "priv/native/libcaravan_nif.so"))
 
     # A second run finds the NIF up to date and does not run cargo again.

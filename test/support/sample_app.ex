@@ -28,9 +28,8 @@ defmodule Caravan.Test.SampleApp do
   end
 
   @doc """
-  Copies Caravan's sources (the git-tracked and untracked, non-ignored files
-  under `lib/`, `native/`, `mix/`, `priv/`, and the top-level build files)
-  to `dest`; returns `dest`.
+  Copies the files Caravan's package ships (`package_files/0`) to `dest`,
+  as a user's `deps/caravan` would hold them; returns `dest`.
 
   Options: `:nif` - `:none` (default) leaves out the built NIF, so the
   copy's `mix compile` must run cargo; `:copy` copies the NIF built for this
@@ -40,16 +39,7 @@ defmodule Caravan.Test.SampleApp do
   @spec copy_caravan!(Path.t(), keyword()) :: Path.t()
   def copy_caravan!(dest, opts \\ []) do
     opts = Keyword.validate!(opts, nif: :none)
-
-    {files, 0} =
-      System.cmd("git", ["ls-files", "--cached", "--others", "--exclude-standard"], cd: @root)
-
-    for file <- String.split(files, "\n", trim: true),
-        String.starts_with?(file, ["lib/", "native/", "mix/", "priv/"]) or
-          file in ["mix.exs", "Cargo.toml", "Cargo.lock", ".formatter.exs"],
-        File.regular?(Path.join(@root, file)) do
-      copy!(file, dest)
-    end
+    Enum.each(package_files(), &copy!(&1, dest))
 
     case opts[:nif] do
       :none -> :ok
@@ -57,6 +47,33 @@ defmodule Caravan.Test.SampleApp do
     end
 
     dest
+  end
+
+  @doc """
+  The files of Caravan's package, relative to the root: `package[:files]`
+  in `mix.exs`, each directory expanded to the regular files under it, as
+  Hex expands them. Raises if an entry names nothing.
+  """
+  @spec package_files() :: [Path.t()]
+  def package_files do
+    Mix.Project.config()[:package][:files]
+    |> Enum.flat_map(fn entry ->
+      path = Path.join(@root, entry)
+
+      cond do
+        File.regular?(path) ->
+          [entry]
+
+        File.dir?(path) ->
+          for file <- Path.wildcard(Path.join(path, "**"), match_dot: true),
+              File.regular?(file),
+              do: Path.relative_to(file, @root)
+
+        true ->
+          raise "package[:files] in mix.exs lists #{entry}, which does not exist"
+      end
+    end)
+    |> Enum.sort()
   end
 
   @doc "Writes `files` (`%{relative_path => contents}`) under `dir`; returns `dir`."
