@@ -14,7 +14,7 @@ defmodule Caravan.Epmd.ClientTest do
     on_exit(fn -> :persistent_term.erase({Client, :registration}) end)
   end
 
-  test "exports every callback OTP 25-27 calls" do
+  test "exports every callback OTP 25-29 calls" do
     for {fun, arity} <- [
           start_link: 0,
           register_node: 2,
