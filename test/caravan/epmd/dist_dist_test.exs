@@ -61,14 +61,12 @@ defmodule Caravan.Epmd.DistDistTest do
   end
 
   # Mix on Elixir 1.15 and later prunes the OTP applications a project does
-  # not list (:ssl among them) from the code path; these modules are OTP's
-  # own, so they are loaded from OTP's lib directory.
+  # not list from the code path, :ssl (the TLS modules) among them; they are
+  # OTP's own, so they are loaded from OTP's lib directory.
   defp load_otp_module(module) do
     with {:error, :nofile} <- Code.ensure_loaded(module) do
-      app = if module in [:inet_tls_dist, :inet6_tls_dist], do: "ssl", else: "kernel"
-
       Enum.each(
-        Path.wildcard(Path.join([:code.root_dir(), "lib", app <> "-*", "ebin"])),
+        Path.wildcard(Path.join(:code.root_dir(), "lib/ssl-*/ebin")),
         &Code.prepend_path/1
       )
 
