@@ -20,10 +20,19 @@ defmodule Caravan.DnsClient do
       on an error. `reason` is one of `t:reason/0`; `message` is readable
       text naming the query, the nameservers and the likely fix, for logs.
 
+  `answer/2` returns the same targets with what is known of their
+  completeness, `{:ok, %{targets: targets, complete: boolean}}`. `complete`
+  is `true` when the targets are every instance the server has: the answer
+  came over TCP, or over UDP at most 3,584 bytes long (512 below the 4,096
+  bytes the query advertises), and none was dropped beyond `:max_records`.
+  Consul trims UDP answers to the advertised size without setting TC, so a
+  UDP answer near it may lack instances that are alive: an instance missing
+  from an answer that is not `complete` is no evidence that it left.
+
   Each target is a map:
 
       %{port: 4001, host: "0a000105.addr.dc1.consul", priority: 1, weight: 1,
-        addresses: [{10, 0, 1, 5}]}
+        addresses: [{10, 0, 1, 5}], unresolved: false}
 
   Targets are shaped in Rust (`caravan_core::dns::answer`) before they
   arrive:
@@ -37,7 +46,12 @@ defmodule Caravan.DnsClient do
     * `addresses` holds the A/AAAA records the server sent in the ADDITIONAL
       section for that host, plus the address encoded in a Consul
       `<hex>.addr.<dc>.consul` name; with `resolve_addresses: true`, targets
-      still without one are looked up. Sorted, IPv4 first.
+      still without one are looked up (A and AAAA). Sorted, IPv4 first.
+    * `unresolved` is `true` when those address lookups failed (SERVFAIL,
+      REFUSED, a timeout: not NXDOMAIN or "no records") and found no address.
+      The target may well have one: it is neither a usable peer nor evidence
+      that the instance is gone. The lookup itself still succeeds, and a
+      warning is logged with the first failure.
     * at most `:max_records` targets are returned; a warning says how many
       more there were.
 
@@ -50,17 +64,19 @@ defmodule Caravan.DnsClient do
 
   ## How a lookup runs
 
-  The NIF starts the lookup and returns at once; no scheduler (dirty or
-  not) is held while it runs. The answer arrives as a message `{ref, result}`
-  sent from Caravan's runtime thread, exactly once per call, even when the
-  lookup is cancelled or panics. The calling process waits for it in a
+  The NIF starts the lookup and returns a handle at once; no scheduler
+  (dirty or not) is held while it runs. The answer arrives as a message
+  `{ref, result}` sent from Caravan's runtime thread, exactly once per call,
+  even when the lookup panics. The calling process waits for it in a
   `receive`, so it is descheduled like any process waiting for a message.
   The timeout is enforced in Rust; the `receive` allows one more second for
-  a busy VM, then gives up and flushes the answer should it be there.
+  a busy VM, then cancels the lookup, so no answer arrives later.
 
-  A call made while an identical one (same query, same options) is still in
-  flight shares that lookup: one query, one shaped answer, delivered to
-  each caller. A finished lookup is never reused; answers are not cached.
+  A caller that dies mid-lookup lets go of the handle, and that cancels the
+  lookup at once: its sockets close and its turn goes to the next lookup.
+  At most 64 lookups to the same nameservers run at once (the rest wait,
+  within their timeout); lookups to other nameservers have turns of their
+  own. Answers are never cached.
   """
 
   require Logger
@@ -73,8 +89,12 @@ defmodule Caravan.DnsClient do
           host: String.t(),
           priority: non_neg_integer(),
           weight: non_neg_integer(),
-          addresses: [:inet.ip_address()]
+          addresses: [:inet.ip_address()],
+          unresolved: boolean()
         }
+
+  @typedoc "An answer's targets, and whether they are every instance (see the moduledoc)."
+  @type answer :: %{targets: [target()], complete: boolean()}
 
   @typedoc """
   Why a lookup failed:
@@ -117,6 +137,17 @@ defmodule Caravan.DnsClient do
   @callback lookup(query :: String.t(), opts :: [Options.option()]) ::
               {:ok, [target()]} | {:error, error()}
 
+  @doc """
+  Looks up `query` as `c:lookup/2` does, saying whether the targets are
+  every instance (see the module documentation). Optional: for a client
+  without it, a strategy takes `c:lookup/2`'s answers as not known to be
+  complete.
+  """
+  @callback answer(query :: String.t(), opts :: [Options.option()]) ::
+              {:ok, answer()} | {:error, error()}
+
+  @optional_callbacks answer: 2
+
   # A module cannot declare itself as its own behaviour (the callbacks do not
   # exist yet while it compiles), so the default client's two functions are
   # checked against the callbacks by the tests instead of by @impl.
@@ -150,7 +181,7 @@ defmodule Caravan.DnsClient do
       Caravan.DnsClient.lookup("likes-dist.service.consul", nameservers: ["127.0.0.1:8600"])
       #=> {:ok,
       #=>  [%{port: 24567, host: "0a000105.addr.dc1.consul", priority: 1, weight: 1,
-      #=>     addresses: [{10, 0, 1, 5}]},
+      #=>     addresses: [{10, 0, 1, 5}], unresolved: false},
       #=>   ...]}
 
       Caravan.DnsClient.lookup("likes-dist.service.consul",
@@ -160,40 +191,68 @@ defmodule Caravan.DnsClient do
       #=>   "no answer for likes-dist.service.consul SRV from 127.0.0.1:8601 (udp with tcp fallback) within 1000 ms (2 attempt(s)); check that the nameserver is up and reachable, or raise :timeout"}}
   """
   @spec lookup(String.t(), [Options.option()]) :: {:ok, [target()]} | {:error, error()}
-  def lookup(query, opts \\ [])
+  def lookup(query, opts \\ []), do: targets(answer(query, opts))
 
-  def lookup(query, opts) when is_binary(query) do
+  @doc """
+  Looks up `query` as `lookup/2` does, with the answer's completeness:
+  `{:ok, %{targets: targets, complete: boolean}}` (see the module
+  documentation).
+
+      Caravan.DnsClient.answer("likes-dist.service.consul", nameservers: ["127.0.0.1:8600"])
+      #=> {:ok, %{complete: true, targets: [%{port: 24567, ...}, ...]}}
+  """
+  @spec answer(String.t(), [Options.option()]) :: {:ok, answer()} | {:error, error()}
+  def answer(query, opts \\ [])
+
+  def answer(query, opts) when is_binary(query) do
     options = Options.validate!(opts)
     ref = make_ref()
 
     case Caravan.Native.dns_lookup(self(), ref, query, options) do
-      :ok -> await(ref, query, options)
+      {:ok, handle} -> await(ref, handle, query, options)
       {:error, :bad_option, message} -> raise ArgumentError, message
       {:error, reason, message} -> {:error, {reason, message}}
     end
   end
 
-  def lookup(query, _opts), do: Options.not_a_query!(query)
+  def answer(query, _opts), do: Options.not_a_query!(query)
 
-  defp await(ref, query, %{timeout: timeout}) do
-    receive do
-      {^ref, {:ok, targets, stats}} ->
-        warn_about_dropped(query, stats)
-        {:ok, targets}
+  @doc false
+  # lookup/2 from answer/2, for both clients.
+  @spec targets({:ok, answer()} | {:error, error()}) :: {:ok, [target()]} | {:error, error()}
+  def targets({:ok, %{targets: targets}}), do: {:ok, targets}
+  def targets(error), do: error
 
-      {^ref, {:error, reason, message}} ->
-        {:error, {reason, message}}
-    after
-      timeout + @grace_ms ->
-        receive do
-          {^ref, _late} -> :ok
-        after
-          0 -> :ok
-        end
+  defp await(ref, handle, query, %{timeout: timeout}) do
+    result =
+      receive do
+        {^ref, {:ok, targets, stats}} ->
+          warn_about_dropped(query, stats)
+          {:ok, %{targets: targets, complete: stats.complete}}
 
-        {:error,
-         {:timeout,
-          "no answer for #{query} SRV within #{timeout} ms (plus #{@grace_ms} ms for a busy VM)"}}
+        {^ref, {:error, reason, message}} ->
+          {:error, {reason, message}}
+      after
+        timeout + @grace_ms -> :late
+      end
+
+    # Always reached, so the handle stays alive through the receive: were it
+    # garbage while this process waits, collecting it would cancel the
+    # lookup. Once cancelled, its answer is either here already or never sent.
+    :ok = Caravan.Native.dns_cancel(handle)
+
+    if result == :late do
+      receive do
+        {^ref, _late} -> :ok
+      after
+        0 -> :ok
+      end
+
+      {:error,
+       {:timeout,
+        "no answer for #{query} SRV within #{timeout} ms (plus #{@grace_ms} ms for a busy VM)"}}
+    else
+      result
     end
   end
 
@@ -201,6 +260,14 @@ defmodule Caravan.DnsClient do
   # Shared by the clients: logs what shaping left out.
   @spec warn_about_dropped(String.t(), map()) :: :ok
   def warn_about_dropped(query, %{rejected: rejected, over_limit: over} = stats) do
+    if stats.unresolved > 0 do
+      Logger.warning(
+        "Caravan.DnsClient: the addresses of #{stats.unresolved} SRV target(s) of #{query} " <>
+          "could not be looked up (first: #{stats.unresolved_example}); they are kept " <>
+          "as unresolved, neither joined nor taken as gone"
+      )
+    end
+
     if rejected > 0 do
       Logger.warning(
         "Caravan.DnsClient: ignored #{rejected} SRV record(s) of #{query} whose target is " <>

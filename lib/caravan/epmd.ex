@@ -118,7 +118,7 @@ defmodule Caravan.Epmd do
   defp to_binary!(name) when is_binary(name), do: name
 
   defp to_binary!(name) when is_list(name) do
-    case charlist_to_binary(name) do
+    case Caravan.Text.to_binary(name) do
       {:ok, binary} ->
         binary
 
@@ -140,13 +140,4 @@ defmodule Caravan.Epmd do
 
   defp port_result!(port) when is_integer(port), do: port
   defp port_result!({:error, _reason, message}), do: raise(ArgumentError, message)
-
-  defp charlist_to_binary(list) do
-    case :unicode.characters_to_binary(list) do
-      binary when is_binary(binary) -> {:ok, binary}
-      _incomplete_or_error -> :error
-    end
-  rescue
-    ArgumentError -> :error
-  end
 end

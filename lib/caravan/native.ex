@@ -111,6 +111,9 @@ defmodule Caravan.Native do
     do: load_and_call(:dns_lookup, [pid, ref, query, options])
 
   @doc false
+  def dns_cancel(handle), do: load_and_call(:dns_cancel, [handle])
+
+  @doc false
   def dns_shape(records, glue, max_records),
     do: load_and_call(:dns_shape, [records, glue, max_records])
 

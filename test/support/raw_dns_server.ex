@@ -181,7 +181,9 @@ defmodule Caravan.Test.RawDnsServer do
   defp reply(fun, query, transport) when is_function(fun, 2), do: fun.(query, transport)
 
   defp open_pair do
-    {:ok, udp} = :gen_udp.open(0, [:binary, ip: @address, active: true])
+    # A large receive buffer: a burst of queries (tens of lookups started at
+    # once) must all arrive, not overflow the default few kilobytes.
+    {:ok, udp} = :gen_udp.open(0, [:binary, ip: @address, active: true, recbuf: 1_048_576])
     {:ok, port} = :inet.port(udp)
 
     case :gen_tcp.listen(port, [:binary, ip: @address, active: false, packet: :raw]) do

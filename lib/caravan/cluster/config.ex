@@ -20,7 +20,8 @@ defmodule Caravan.Cluster.Config do
       only `get_nodes/1`. Default `Caravan.DnsClient`.
     * `:nameservers`, `:timeout`, `:transport` - passed to the DNS client's
       `lookup/2` when given; the client's own defaults apply otherwise (see
-      `Caravan.DnsClient`). Ignored for legacy clients.
+      `Caravan.DnsClient.Options`). Ignored for legacy clients. Checked at
+      start by the rules every lookup applies, whatever the client.
     * `:node_host` - `:target` (default) names peers after the SRV target,
       `<node_sname>-<port>@<target>`, as the original library did. `:address`
       names them after the target's IP address, `<node_sname>-<port>@10.0.1.5`
@@ -194,12 +195,9 @@ defmodule Caravan.Cluster.Config do
         ),
       meta: Keyword.get(state_opts, :meta),
       query:
-        fetch!(
-          config,
-          :query,
-          &nonempty_binary?/1,
-          "a non-empty string such as \"likes-dist.service.consul\""
-        ),
+        config
+        |> fetch!(:query, &is_binary/1, "a string such as \"likes-dist.service.consul\"")
+        |> query!(),
       node_sname: validate_sname!(Keyword.fetch!(config, :node_sname)),
       poll_interval: poll_interval,
       dns_client:
@@ -293,29 +291,19 @@ defmodule Caravan.Cluster.Config do
           "invalid :node_sname #{inspect(sname)}: expected a string such as \"likes-service\""
   end
 
+  # The lookup's own checks (caravan_core's rules, with `config :caravan,
+  # :dns` merged as a lookup merges it), so that a value a lookup would
+  # reject fails here, at start, not at every poll.
   defp dns_opts!(config) do
-    for key <- @dns_keys, Keyword.has_key?(config, key) do
-      value = Keyword.fetch!(config, key)
+    opts = for key <- @dns_keys, Keyword.has_key?(config, key), do: {key, config[key]}
+    Caravan.DnsClient.Options.validate!(opts)
+    opts
+  end
 
-      valid? =
-        case key do
-          :nameservers -> is_list(value)
-          :timeout -> pos_integer?(value)
-          :transport -> value in [:udp, :tcp]
-        end
-
-      unless valid? do
-        expected = %{
-          nameservers: "a list of nameservers",
-          timeout: "a positive integer (milliseconds)",
-          transport: ":udp or :tcp"
-        }
-
-        raise ArgumentError,
-              "invalid #{inspect(key)} #{inspect(value)}: expected #{expected[key]}"
-      end
-
-      {key, value}
+  defp query!(query) do
+    case Caravan.Native.dns_check_query(query) do
+      {:ok, _normalized} -> query
+      {:error, :bad_option, message} -> raise ArgumentError, "invalid :query: " <> message
     end
   end
 
@@ -341,7 +329,6 @@ defmodule Caravan.Cluster.Config do
 
   defp pos_integer?(value), do: is_integer(value) and value > 0
   defp non_neg_integer?(value), do: is_integer(value) and value >= 0
-  defp nonempty_binary?(value), do: is_binary(value) and value != ""
   defp mfa?({m, f, a}) when is_atom(m) and is_atom(f) and is_list(a), do: true
   defp mfa?(_), do: false
 

@@ -105,8 +105,15 @@ defmodule Caravan.Cluster.DnsStrategy do
   """
   @spec find_nodes(Config.t()) :: {:ok, [node()]} | {:error, term()}
   def find_nodes(%Config{} = config) do
+    with {:ok, nodes, _unresolved} <- discover(config), do: {:ok, nodes}
+  end
+
+  # The peers DNS names, and how many targets it named whose addresses
+  # could not be looked up (unresolved: no evidence either way).
+  defp discover(config) do
     with {:ok, records} <- lookup(config) do
-      {:ok, records |> to_nodes(config) |> List.delete(Node.self())}
+      {unresolved, records} = Enum.split_with(records, &Map.get(&1, :unresolved, false))
+      {:ok, records |> to_nodes(config) |> List.delete(Node.self()), length(unresolved)}
     end
   end
 
@@ -187,7 +194,7 @@ defmodule Caravan.Cluster.DnsStrategy do
   defp poll(%{lookup: nil, config: config} = state) do
     Process.send_after(self(), :poll, config.poll_interval)
     parent = self()
-    pid = spawn_link(fn -> send(parent, {:lookup_done, self(), find_nodes(config)}) end)
+    pid = spawn_link(fn -> send(parent, {:lookup_done, self(), discover(config)}) end)
     %{state | lookup: pid}
   end
 
@@ -207,11 +214,24 @@ defmodule Caravan.Cluster.DnsStrategy do
     state
   end
 
-  defp handle_lookup({:ok, found}, %{config: config} = state) do
+  defp handle_lookup({:ok, found, 0}, %{config: config} = state) do
     debug(state, "found nodes #{inspect(found)}")
     {membership, gone} = Membership.observe(state.membership, found, config.disconnect_after)
     state = %{state | membership: membership}
     disconnect(state, gone)
+    connect(state, found)
+  end
+
+  # Some targets could not be resolved: an answer that may lack live nodes
+  # counts no misses.
+  defp handle_lookup({:ok, found, unresolved}, state) do
+    debug(
+      state,
+      "found nodes #{inspect(found)}, and #{unresolved} target(s) without an address; " <>
+        "no node counts as missing from this answer"
+    )
+
+    state = %{state | membership: Membership.seen(state.membership, found)}
     connect(state, found)
   end
 

@@ -7,7 +7,8 @@ defmodule Caravan.Cluster.Membership do
       lacks a known node counts one miss; an answer that lists it resets the
       count. At `disconnect_after` misses the node is dropped and returned for
       disconnecting. Failed lookups are never shown to this module, so they
-      never count.
+      never count, and an answer with unresolved targets (`seen/2`) counts
+      no misses.
     * **Backoff.** A failed connect attempt makes the peer wait before the next
       one: nothing after the first failure (it is retried at the next poll),
       then `poll_interval * (2^(failures - 1) - 1)` milliseconds, capped at
@@ -46,6 +47,16 @@ defmodule Caravan.Cluster.Membership do
 
     known = Enum.reduce(found, known, &Map.put_new(&2, &1, 0))
     {%__MODULE__{m | known: known, failures: Map.drop(m.failures, gone)}, Enum.sort(gone)}
+  end
+
+  @doc """
+  Records an answer listing `found` that is no evidence of absence (some of
+  its targets could not be resolved): the nodes found are known, with no
+  misses; no other node's count changes.
+  """
+  @spec seen(t(), [node()]) :: t()
+  def seen(%__MODULE__{} = m, found) do
+    %__MODULE__{m | known: Enum.reduce(found, m.known, &Map.put(&2, &1, 0))}
   end
 
   @doc """

@@ -44,20 +44,30 @@ defmodule Caravan.DnsClient.InetRes do
   @doc "See `c:Caravan.DnsClient.lookup/2`: same options, same results."
   @spec lookup(String.t(), [Options.option()]) ::
           {:ok, [Caravan.DnsClient.target()]} | {:error, Caravan.DnsClient.error()}
-  def lookup(query, opts \\ [])
+  def lookup(query, opts \\ []), do: Caravan.DnsClient.targets(answer(query, opts))
 
-  def lookup(query, opts) when is_binary(query) do
+  @impl Caravan.DnsClient
+  @doc """
+  See `c:Caravan.DnsClient.answer/2`. `:inet_res` hands over the decoded
+  message, not its bytes, so its size is that of the message encoded again
+  (OTP compresses names as servers do).
+  """
+  @spec answer(String.t(), [Options.option()]) ::
+          {:ok, Caravan.DnsClient.answer()} | {:error, Caravan.DnsClient.error()}
+  def answer(query, opts \\ [])
+
+  def answer(query, opts) when is_binary(query) do
     options = Options.validate!(opts)
     name = query!(query)
     deadline = System.monotonic_time(:millisecond) + options.timeout
 
     case resolve_srv(name, options, deadline) do
-      {:ok, message} -> {:ok, shape(query, message, options, deadline)}
+      {:ok, message, transport} -> {:ok, shape(query, message, transport, options, deadline)}
       {:error, reason} -> error(query, reason, options)
     end
   end
 
-  def lookup(query, _opts), do: Options.not_a_query!(query)
+  def answer(query, _opts), do: Options.not_a_query!(query)
 
   # The query rules live in Rust (caravan_core::dns::options::Query).
   defp query!(query) do
@@ -67,6 +77,7 @@ defmodule Caravan.DnsClient.InetRes do
     end
   end
 
+  # The message, and :tcp when it is known to have come over TCP.
   defp resolve_srv(name, options, deadline) do
     case :inet_res.resolve(name, :in, :srv, resolver_opts(options), options.timeout) do
       # A bare :formerr is a reply inet_dns could not decode. Debian's OTP
@@ -76,12 +87,15 @@ defmodule Caravan.DnsClient.InetRes do
         left = deadline - System.monotonic_time(:millisecond)
         tcp = %{options | transport: :tcp}
 
-        if left > 0,
-          do: :inet_res.resolve(name, :in, :srv, resolver_opts(tcp), left),
-          else: {:error, :timeout}
+        with true <- left > 0 || {:error, :timeout},
+             {:ok, message} <- :inet_res.resolve(name, :in, :srv, resolver_opts(tcp), left),
+             do: {:ok, message, :tcp}
 
-      result ->
-        result
+      {:ok, message} ->
+        {:ok, message, options.transport}
+
+      error ->
+        error
     end
   end
 
@@ -101,7 +115,7 @@ defmodule Caravan.DnsClient.InetRes do
   defp nameservers(:system), do: []
   defp nameservers(list), do: [nameservers: list]
 
-  defp shape(query, message, options, deadline) do
+  defp shape(query, message, transport, options, deadline) do
     records =
       for rr <- :inet_dns.msg(message, :anlist),
           :inet_dns.rr(rr, :type) == :srv,
@@ -116,32 +130,73 @@ defmodule Caravan.DnsClient.InetRes do
       end
 
     {:ok, targets, stats} = Caravan.Native.dns_shape(records, glue, options.max_records)
-    Caravan.DnsClient.warn_about_dropped(query, stats)
 
-    if options.resolve_addresses do
-      Enum.map(targets, &resolve(&1, options, deadline))
-    else
-      targets
+    {targets, stats} =
+      if options.resolve_addresses,
+        do: resolve_all(targets, stats, options, deadline),
+        else: {targets, stats}
+
+    Caravan.DnsClient.warn_about_dropped(query, stats)
+    %{targets: targets, complete: stats.complete and whole?(message, transport)}
+  end
+
+  # The rule of caravan_core::dns::exchange: over TCP, or over UDP with EDNS
+  # honoured and at most 3,584 bytes. A message longer than the advertised
+  # payload can only have come over TCP (OTP retries there on TC).
+  defp whole?(_message, :tcp), do: true
+
+  defp whole?(message, :udp) do
+    size = byte_size(:inet_dns.encode(message))
+    edns? = Enum.any?(:inet_dns.msg(message, :arlist), &(:inet_dns.rr(&1, :type) == :opt))
+    (edns? and size <= @edns_payload - 512) or size > @edns_payload
+  end
+
+  defp resolve_all(targets, stats, options, deadline) do
+    resolved = Enum.map(targets, &resolve(&1, options, deadline))
+    errors = for {_target, error} <- resolved, error != nil, do: error
+
+    {Enum.map(resolved, &elem(&1, 0)),
+     %{stats | unresolved: length(errors), unresolved_example: List.first(errors)}}
+  end
+
+  # Address lookups share what is left of the lookup's timeout. A target
+  # whose lookups find no address, one of them failing (not NXDOMAIN or no
+  # records), is unresolved; the failure's message comes with it.
+  defp resolve(%{addresses: []} = target, options, deadline) do
+    name = String.to_charlist(target.host <> ".")
+    results = for type <- [:a, :aaaa], do: {type, resolve_one(name, type, options, deadline)}
+
+    addresses =
+      for {_type, {:ok, message}} <- results,
+          rr <- :inet_dns.msg(message, :anlist),
+          :inet_dns.rr(rr, :type) in [:a, :aaaa],
+          do: :inet_dns.rr(rr, :data)
+
+    failures = for {type, {:error, reason}} <- results, reason != :nxdomain, do: {type, reason}
+
+    case {addresses, failures} do
+      {[], [{type, reason} | _]} ->
+        {_atom, text} = describe_error(target.host, type, reason, options)
+        {%{target | unresolved: true}, text}
+
+      _ ->
+        {%{target | addresses: addresses |> Enum.uniq() |> Enum.sort_by(&address_key/1)}, nil}
     end
   end
 
-  # Address lookups share what is left of the lookup's timeout; a target
-  # whose lookups fail or run out of time keeps no address.
-  defp resolve(%{addresses: []} = target, options, deadline) do
-    name = String.to_charlist(target.host <> ".")
-    opts = resolver_opts(options)
+  defp resolve(target, _options, _deadline), do: {target, nil}
 
-    addresses =
-      for type <- [:a, :aaaa],
-          left = deadline - System.monotonic_time(:millisecond),
-          left > 0,
-          address <- :inet_res.lookup(name, :in, type, opts, left),
-          do: address
+  defp resolve_one(name, type, options, deadline) do
+    left = deadline - System.monotonic_time(:millisecond)
 
-    %{target | addresses: addresses |> Enum.uniq() |> Enum.sort_by(&address_key/1)}
+    case left > 0 && :inet_res.resolve(name, :in, type, resolver_opts(options), left) do
+      false -> {:error, :timeout}
+      {:ok, message} -> {:ok, message}
+      {:error, {:nxdomain, _}} -> {:error, :nxdomain}
+      {:error, {code, message}} when is_tuple(message) -> {:error, {:rcode, code}}
+      {:error, reason} -> {:error, reason}
+    end
   end
-
-  defp resolve(target, _options, _deadline), do: target
 
   # IPv4 before IPv6, then numerically: the order the Rust shaping uses.
   defp address_key({_, _, _, _} = ip), do: {4, ip}
@@ -160,8 +215,8 @@ defmodule Caravan.DnsClient.InetRes do
     end
   end
 
-  defp error(_query, :nxdomain, _options), do: {:ok, []}
-  defp error(_query, {:nxdomain, _message}, _options), do: {:ok, []}
+  defp error(_query, :nxdomain, _options), do: {:ok, %{targets: [], complete: true}}
+  defp error(_query, {:nxdomain, _message}, _options), do: {:ok, %{targets: [], complete: true}}
 
   # An error response code comes with the response message; a bare
   # :formerr is :inet_res failing to decode the answer itself.
@@ -169,39 +224,39 @@ defmodule Caravan.DnsClient.InetRes do
        when code in [:refused, :servfail, :formerr, :notimp, :badvers] and is_tuple(message),
        do: error(query, {:rcode, code}, options)
 
-  defp error(query, reason, options) do
+  defp error(query, reason, options), do: {:error, describe_error(query, :srv, reason, options)}
+
+  # The reason and message for a failed query of `type` for `name`.
+  defp describe_error(name, type, reason, options) do
     where = describe(options)
+    question = "#{name} #{type |> to_string() |> String.upcase()}"
 
-    {atom, text} =
-      case reason do
-        :timeout ->
-          {:timeout,
-           "no answer for #{query} SRV from #{where} within #{options.timeout} ms " <>
-             "(#{options.attempts} attempt(s)); check that the nameserver is up and reachable, or raise :timeout"}
+    case reason do
+      :timeout ->
+        {:timeout,
+         "no answer for #{question} from #{where} within #{options.timeout} ms " <>
+           "(#{options.attempts} attempt(s)); check that the nameserver is up and reachable, or raise :timeout"}
 
-        {:rcode, :refused} ->
-          {:refused, "#{where} refused the query for #{query} SRV (REFUSED)"}
+      {:rcode, :refused} ->
+        {:refused, "#{where} refused the query for #{question} (REFUSED)"}
 
-        {:rcode, :servfail} ->
-          {:servfail, "#{where} failed to answer #{query} SRV (SERVFAIL)"}
+      {:rcode, :servfail} ->
+        {:servfail, "#{where} failed to answer #{question} (SERVFAIL)"}
 
-        {:rcode, code} ->
-          {:server_error,
-           "#{where} answered #{query} SRV with error code #{code |> to_string() |> String.upcase()}"}
+      {:rcode, code} ->
+        {:server_error,
+         "#{where} answered #{question} with error code #{code |> to_string() |> String.upcase()}"}
 
-        :formerr ->
-          {:malformed,
-           "#{where} sent a malformed answer for #{query} SRV: it could not be decoded"}
+      :formerr ->
+        {:malformed, "#{where} sent a malformed answer for #{question}: it could not be decoded"}
 
-        posix when is_atom(posix) ->
-          {:unreachable,
-           "could not reach #{where} for #{query} SRV: #{:inet.format_error(posix)} (#{posix})"}
+      posix when is_atom(posix) ->
+        {:unreachable,
+         "could not reach #{where} for #{question}: #{:inet.format_error(posix)} (#{posix})"}
 
-        other ->
-          {:internal, "the lookup of #{query} SRV failed: #{inspect(other, limit: 20)}"}
-      end
-
-    {:error, {atom, text}}
+      other ->
+        {:internal, "the lookup of #{question} failed: #{inspect(other, limit: 20)}"}
+    end
   end
 
   defp describe(%{nameservers: :system, transport: transport}),

@@ -171,14 +171,7 @@ defmodule Caravan.DnsClient.Options do
             "#{inspect(list, limit: 20)}; wrap it in a list, as in [#{inspect(list, limit: 20)}]"
   end
 
-  defp nameservers!([_ | _] = list) do
-    if length(list) > 64 do
-      raise ArgumentError,
-            "expected :nameservers to hold at most 64 entries, got #{length(list)}"
-    end
-
-    Enum.map(list, &nameserver!/1)
-  end
+  defp nameservers!([_ | _] = list), do: Enum.map(list, &nameserver!/1)
 
   defp nameservers!(other) do
     raise ArgumentError,
@@ -203,13 +196,11 @@ defmodule Caravan.DnsClient.Options do
   defp to_binaries({host, port}), do: {charlist_to_binary(host), charlist_to_binary(port)}
   defp to_binaries(entry), do: charlist_to_binary(entry)
 
-  defp charlist_to_binary([c | _] = list) when is_integer(c) do
-    case :unicode.characters_to_binary(list) do
-      binary when is_binary(binary) -> binary
-      _ -> list
+  defp charlist_to_binary(list) when is_list(list) do
+    case Caravan.Text.to_binary(list) do
+      {:ok, binary} -> binary
+      :error -> list
     end
-  rescue
-    ArgumentError -> list
   end
 
   defp charlist_to_binary(other), do: other

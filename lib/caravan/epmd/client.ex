@@ -203,7 +203,7 @@ defmodule Caravan.Epmd.Client do
   # -- names -------------------------------------------------------------
 
   defp role(name) do
-    case to_binary(name) do
+    case Caravan.Text.to_binary(name) do
       {:ok, binary} ->
         case Caravan.Native.node_role(binary) do
           {:error, _reason, message} -> {:error, message}
@@ -214,20 +214,6 @@ defmodule Caravan.Epmd.Client do
         {:error, "expected a node name as an atom, charlist or binary, got: #{printable(name)}"}
     end
   end
-
-  defp to_binary(name) when is_atom(name), do: {:ok, Atom.to_string(name)}
-  defp to_binary(name) when is_binary(name), do: {:ok, name}
-
-  defp to_binary(name) when is_list(name) do
-    case :unicode.characters_to_binary(name) do
-      binary when is_binary(binary) -> {:ok, binary}
-      _ -> :error
-    end
-  rescue
-    ArgumentError -> :error
-  end
-
-  defp to_binary(_other), do: :error
 
   defp to_charlist!(name) when is_atom(name), do: Atom.to_charlist(name)
   defp to_charlist!(name) when is_list(name), do: name
@@ -278,7 +264,7 @@ defmodule Caravan.Epmd.Client do
         {:ok, ip}
 
       {:error, _} ->
-        with {:ok, binary} <- to_binary(host),
+        with {:ok, binary} <- Caravan.Text.to_binary(host),
              ip when is_tuple(ip) <- Caravan.Native.decode_consul_addr(binary) do
           {:ok, ip}
         else

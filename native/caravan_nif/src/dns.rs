@@ -1,70 +1,41 @@
-//! NIFs for `caravan_core::dns`: decode terms, start or shape a lookup,
-//! encode the answer.
+//! NIFs for `caravan_core::dns`: decode terms, start, cancel or shape a
+//! lookup, encode the answer.
 //!
-//! `dns_lookup/4` returns at once; the answer is sent later as
+//! `dns_lookup/4` returns a handle at once; the answer is sent later as
 //! `{ref, result}` from Caravan's runtime thread (never a scheduler thread:
 //! `OwnedEnv::send_and_clear` must not run on one). The core guarantees
-//! exactly one call of the delivery closure, so exactly one message, even
-//! when the lookup task panics or is dropped.
+//! exactly one message, even when the lookup task panics, unless the lookup
+//! is cancelled: by `dns_cancel/1`, or when the handle is garbage (its
+//! caller died), which frees its turn and sockets at once.
 
 use std::net::{IpAddr, SocketAddr};
 
 use caravan_core::dns::answer::{self, Glue, SrvRecord};
 use caravan_core::dns::nameserver::{self, Port};
 use caravan_core::dns::{
-    spawn_lookup, Answer, LookupError, LookupOptions, Nameservers, Query, Transport,
+    spawn_lookup, Answer, Lookup, LookupError, LookupOptions, Nameservers, Query, Transport,
 };
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, OwnedEnv, Term};
+use rustler::{
+    Atom, Binary, Encoder, Env, LocalPid, NifMap, NifUnitEnum, NifUntaggedEnum, OwnedEnv,
+    ResourceArc, Term,
+};
+
+use crate::terms::Ip;
 
 mod atoms {
     rustler::atoms! {
         ok,
-        nil,
-        system,
-        udp,
-        tcp,
-        // result keys
-        port,
-        host,
-        priority,
-        weight,
-        addresses,
-        rejected,
-        rejected_example,
-        over_limit,
-        // option keys
-        nameservers,
-        timeout,
-        attempts,
-        transport,
-        resolve_addresses,
-        max_records,
-        // lookup reasons
-        refused,
-        unreachable,
-        servfail,
-        server_error,
-        malformed,
-        no_nameservers,
         internal,
-        // argument reasons
         bad_nameserver,
         bad_option,
     }
 }
 
-fn lookup_reason(error: &LookupError) -> Atom {
-    match error.reason() {
-        "timeout" => atoms::timeout(),
-        "refused" => atoms::refused(),
-        "unreachable" => atoms::unreachable(),
-        "servfail" => atoms::servfail(),
-        "server_error" => atoms::server_error(),
-        "malformed" => atoms::malformed(),
-        "no_nameservers" => atoms::no_nameservers(),
-        _ => atoms::internal(),
-    }
+/// The error's fixed reason tag as an atom (a tag from `LookupError::reason`,
+/// never input).
+fn reason(env: Env, error: &LookupError) -> Atom {
+    Atom::from_str(env, error.reason()).unwrap_or_else(|_| atoms::internal())
 }
 
 /// `dns_nameserver(entry) :: {ip_tuple, port} | {:error, :bad_nameserver, message}`
@@ -88,7 +59,7 @@ fn dns_nameserver<'a>(env: Env<'a>, entry: Term<'a>) -> Term<'a> {
         Err("expected \"IP:PORT\", {host, port} or {ip_tuple, port}".into())
     };
     match parsed {
-        Ok(addr) => (crate::terms::encode_ip(env, addr.ip()), addr.port()).encode(env),
+        Ok(addr) => (Ip(addr.ip()), addr.port()).encode(env),
         Err(message) => crate::error(env, atoms::bad_nameserver(), message),
     }
 }
@@ -130,31 +101,132 @@ fn host_text(host: Term) -> Result<HostText, String> {
         })
 }
 
-/// `dns_lookup(pid, ref, query, opts) :: :ok | {:error, reason, message}`
+/// The options map, as `Caravan.DnsClient.Options.validate!/1` builds it.
+#[derive(NifMap)]
+struct OptionsTerm {
+    nameservers: NameserversTerm,
+    timeout: i64,
+    attempts: i64,
+    transport: TransportTerm,
+    resolve_addresses: bool,
+    max_records: i64,
+}
+
+#[derive(NifUntaggedEnum)]
+enum NameserversTerm {
+    System(SystemTerm),
+    List(Vec<(Ip, u16)>),
+}
+
+#[derive(NifUnitEnum)]
+enum SystemTerm {
+    System,
+}
+
+#[derive(NifUnitEnum)]
+enum TransportTerm {
+    Udp,
+    Tcp,
+}
+
+impl OptionsTerm {
+    /// The core's checks: the one set of rules for options.
+    fn check(self) -> Result<LookupOptions, String> {
+        let nameservers = match self.nameservers {
+            NameserversTerm::System(SystemTerm::System) => Nameservers::System,
+            NameserversTerm::List(list) => Nameservers::Explicit(
+                list.into_iter()
+                    .map(|(Ip(ip), port)| SocketAddr::new(ip, port))
+                    .collect(),
+            ),
+        };
+        let transport = match self.transport {
+            TransportTerm::Udp => Transport::Udp,
+            TransportTerm::Tcp => Transport::Tcp,
+        };
+        LookupOptions::new(
+            nameservers,
+            self.timeout,
+            self.attempts,
+            transport,
+            self.resolve_addresses,
+            self.max_records,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(NifMap)]
+struct TargetTerm {
+    port: u16,
+    host: String,
+    priority: u16,
+    weight: u16,
+    addresses: Vec<Ip>,
+    unresolved: bool,
+}
+
+#[derive(NifMap)]
+struct StatsTerm {
+    complete: bool,
+    rejected: usize,
+    rejected_example: Option<String>,
+    over_limit: usize,
+    unresolved: usize,
+    unresolved_example: Option<String>,
+}
+
+/// `{:ok, [target], stats}`, with `stats` as `StatsTerm` shows.
+fn encode_answer<'a>(env: Env<'a>, answer: &Answer) -> Term<'a> {
+    let targets: Vec<TargetTerm> = answer
+        .targets
+        .iter()
+        .map(|t| TargetTerm {
+            port: t.port,
+            host: t.host.clone(),
+            priority: t.priority,
+            weight: t.weight,
+            addresses: t.addresses.iter().copied().map(Ip).collect(),
+            unresolved: t.unresolved,
+        })
+        .collect();
+    let stats = StatsTerm {
+        complete: answer.complete,
+        rejected: answer.rejected,
+        rejected_example: answer.rejected_example.clone(),
+        over_limit: answer.over_limit,
+        unresolved: answer.unresolved,
+        unresolved_example: answer.unresolved_example.clone(),
+    };
+    (atoms::ok(), targets, stats).encode(env)
+}
+
+/// A lookup in flight, held by its caller: dropped (the caller died, or
+/// let go of it) or cancelled, it aborts the lookup.
+struct LookupHandle(Lookup);
+
+#[rustler::resource_impl]
+impl rustler::Resource for LookupHandle {}
+
+/// `dns_lookup(pid, ref, query, opts) :: {:ok, handle} | {:error, reason, message}`
 ///
-/// `opts` is a map with every key: `nameservers` (`:system` or a list of
-/// `{ip_tuple, port}` as `dns_nameserver/1` returns), `timeout` (ms),
-/// `attempts`, `transport` (`:udp` | `:tcp`), `resolve_addresses`,
-/// `max_records`. Bad values give `{:error, :bad_option, message}` at once;
-/// otherwise `pid` later receives exactly one `{ref, {:ok, targets, stats}}`
-/// or `{ref, {:error, reason, message}}`.
+/// `opts` is the map `OptionsTerm` shows. Bad values give
+/// `{:error, :bad_option, message}` at once; otherwise `pid` later receives
+/// exactly one `{ref, {:ok, targets, stats}}` or `{ref, {:error, reason,
+/// message}}`, unless the handle is cancelled or dropped first.
 #[rustler::nif]
 fn dns_lookup<'a>(
     env: Env<'a>,
     pid: LocalPid,
     reference: Term<'a>,
     query: Binary<'a>,
-    opts: Term<'a>,
-) -> NifResult<Term<'a>> {
-    let query = match decode_query(query) {
-        Ok(q) => q,
-        Err(message) => return Ok(crate::error(env, atoms::bad_option(), message)),
+    opts: OptionsTerm,
+) -> Term<'a> {
+    let checked = decode_query(query).and_then(|q| Ok((q, opts.check()?)));
+    let (query, options) = match checked {
+        Ok(checked) => checked,
+        Err(message) => return crate::error(env, atoms::bad_option(), message),
     };
-    let options = match decode_options(opts)? {
-        Ok(o) => o,
-        Err(message) => return Ok(crate::error(env, atoms::bad_option(), message)),
-    };
-
     let reply_env = OwnedEnv::new();
     let saved_ref = reply_env.save(reference);
     let deliver = move |result: &Result<Answer, LookupError>| {
@@ -163,25 +235,34 @@ fn dns_lookup<'a>(
         let _ = reply_env.send_and_clear(&pid, |env| {
             let body = match result {
                 Ok(answer) => encode_answer(env, answer),
-                Err(e) => crate::error(env, lookup_reason(e), e.to_string()),
+                Err(e) => crate::error(env, reason(env, e), e.to_string()),
             };
             (saved_ref.load(env), body).encode(env)
         });
     };
     match spawn_lookup(query, options, deliver) {
-        Ok(()) => Ok(atoms::ok().encode(env)),
-        Err(e) => Ok(crate::error(env, lookup_reason(&e), e.to_string())),
+        Ok(lookup) => (atoms::ok(), ResourceArc::new(LookupHandle(lookup))).encode(env),
+        Err(e) => crate::error(env, reason(env, &e), e.to_string()),
     }
 }
 
-/// `dns_check_options(opts) :: :ok | {:error, :bad_option, message}`: the
-/// option checks of `dns_lookup/4`, for clients that do not use it.
+/// `dns_cancel(handle) :: :ok`: aborts the lookup; its message, if not sent
+/// yet, never will be.
 #[rustler::nif]
-fn dns_check_options<'a>(env: Env<'a>, opts: Term<'a>) -> NifResult<Term<'a>> {
-    Ok(match decode_options(opts)? {
+fn dns_cancel(handle: ResourceArc<LookupHandle>) -> Atom {
+    handle.0.cancel();
+    atoms::ok()
+}
+
+/// `dns_check_options(opts) :: :ok | {:error, :bad_option, message}`: the
+/// option checks of `dns_lookup/4`, for clients that do not use it and for
+/// checking a configuration at start.
+#[rustler::nif]
+fn dns_check_options<'a>(env: Env<'a>, opts: OptionsTerm) -> Term<'a> {
+    match opts.check() {
         Ok(_) => atoms::ok().encode(env),
         Err(message) => crate::error(env, atoms::bad_option(), message),
-    })
+    }
 }
 
 /// `dns_check_query(query) :: {:ok, normalized} | {:error, :bad_option, message}`:
@@ -204,104 +285,19 @@ fn decode_query(query: Binary) -> Result<Query, String> {
     }
 }
 
-/// Decodes the options map. An `Err` inside is a bad value (a message for
-/// `ArgumentError`); the outer `Err` is a term of the wrong shape (badarg,
-/// which the Elixir side never sends).
-fn decode_options(opts: Term) -> NifResult<Result<LookupOptions, String>> {
-    let get = |key: Atom| opts.map_get(key.encode(opts.get_env()));
-    let nameservers_term = get(atoms::nameservers())?;
-    let nameservers = if nameservers_term.decode::<Atom>().ok() == Some(atoms::system()) {
-        Nameservers::System
-    } else {
-        let mut list = Vec::new();
-        for entry in nameservers_term.decode::<Vec<Term>>()? {
-            let [ip, port]: [Term; 2] = get_tuple(entry)?
-                .try_into()
-                .map_err(|_| rustler::Error::BadArg)?;
-            let ip = crate::terms::decode_ip(ip).ok_or(rustler::Error::BadArg)?;
-            list.push(SocketAddr::new(ip, port.decode()?));
-        }
-        Nameservers::Explicit(list)
-    };
-    let transport = match get(atoms::transport())?.decode::<Atom>()? {
-        t if t == atoms::udp() => Transport::Udp,
-        t if t == atoms::tcp() => Transport::Tcp,
-        _ => return Err(rustler::Error::BadArg),
-    };
-    let options = LookupOptions::new(
-        nameservers,
-        get(atoms::timeout())?.decode()?,
-        get(atoms::attempts())?.decode()?,
-        transport,
-        get(atoms::resolve_addresses())?.decode()?,
-        get(atoms::max_records())?.decode()?,
-    );
-    Ok(options.map_err(|e| e.to_string()))
-}
-
-/// `{:ok, [target], %{rejected: n, rejected_example: binary | nil, over_limit: n}}`
-fn encode_answer<'a>(env: Env<'a>, answer: &Answer) -> Term<'a> {
-    let keys = [
-        atoms::port(),
-        atoms::host(),
-        atoms::priority(),
-        atoms::weight(),
-        atoms::addresses(),
-    ]
-    .map(|k| k.encode(env));
-    let targets: Vec<Term> = answer
-        .targets
-        .iter()
-        .map(|t| {
-            let addresses: Vec<Term> = t
-                .addresses
-                .iter()
-                .map(|ip| crate::terms::encode_ip(env, *ip))
-                .collect();
-            let values = [
-                t.port.encode(env),
-                t.host.encode(env),
-                t.priority.encode(env),
-                t.weight.encode(env),
-                addresses.encode(env),
-            ];
-            Term::map_from_term_arrays(env, &keys, &values)
-                .expect("distinct atom keys always make a map")
-        })
-        .collect();
-    let example = match &answer.rejected_example {
-        Some(text) => text.encode(env),
-        None => atoms::nil().encode(env),
-    };
-    let stats = Term::map_from_term_arrays(
-        env,
-        &[
-            atoms::rejected().encode(env),
-            atoms::rejected_example().encode(env),
-            atoms::over_limit().encode(env),
-        ],
-        &[
-            answer.rejected.encode(env),
-            example,
-            answer.over_limit.encode(env),
-        ],
-    )
-    .expect("distinct atom keys always make a map");
-    (atoms::ok(), targets, stats).encode(env)
-}
-
 /// `dns_shape(records, glue, max_records) :: {:ok, targets, stats}`
 ///
 /// Shapes an answer obtained elsewhere (`:inet_res`) by the same rules:
 /// `records` is `[{priority, weight, port, target}]`, `glue` is
-/// `[{name, ip_tuple}]`, names as binaries.
+/// `[{name, ip_tuple}]`, names as binaries. `complete` in `stats` then says
+/// only that nothing was dropped beyond `max_records`.
 #[rustler::nif]
 fn dns_shape<'a>(
     env: Env<'a>,
     records: Vec<(u16, u16, u16, Binary<'a>)>,
-    glue: Vec<(Binary<'a>, Term<'a>)>,
-    max_records: i64,
-) -> NifResult<Term<'a>> {
+    glue: Vec<(Binary<'a>, Ip)>,
+    max_records: usize,
+) -> Term<'a> {
     let records = records
         .into_iter()
         .map(|(priority, weight, port, target)| SrvRecord {
@@ -310,15 +306,9 @@ fn dns_shape<'a>(
             port,
             target: String::from_utf8_lossy(target.as_slice()).into_owned(),
         });
-    let glue: Vec<Glue> = glue
-        .into_iter()
-        .filter_map(|(name, ip)| {
-            Some(Glue {
-                name: String::from_utf8_lossy(name.as_slice()).into_owned(),
-                address: crate::terms::decode_ip(ip)?,
-            })
-        })
-        .collect();
-    let max = usize::try_from(max_records).map_err(|_| rustler::Error::BadArg)?;
-    Ok(encode_answer(env, &answer::shape(records, glue, max)))
+    let glue = glue.into_iter().map(|(name, Ip(address))| Glue {
+        name: String::from_utf8_lossy(name.as_slice()).into_owned(),
+        address,
+    });
+    encode_answer(env, &answer::shape(records, glue, max_records))
 }

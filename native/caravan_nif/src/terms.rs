@@ -41,3 +41,18 @@ pub fn decode_ip(term: Term<'_>) -> Option<IpAddr> {
         _ => None,
     }
 }
+
+/// An IP address as `:inet` writes it, for derived encoders and decoders.
+pub struct Ip(pub IpAddr);
+
+impl rustler::Encoder for Ip {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        encode_ip(env, self.0)
+    }
+}
+
+impl<'a> rustler::Decoder<'a> for Ip {
+    fn decode(term: Term<'a>) -> rustler::NifResult<Self> {
+        decode_ip(term).map(Ip).ok_or(rustler::Error::BadArg)
+    }
+}

@@ -94,16 +94,38 @@ defmodule Caravan.Cluster.ConfigTest do
       max_nodes: 1.5,
       max_node_names: nil,
       max_backoff: -5,
-      timeout: 0,
-      transport: :quic,
-      nameservers: "127.0.0.1",
-      query: "",
       dns_client: NoSuchModule
     ]
 
     for {key, value} <- cases do
       error = assert_raise ArgumentError, fn -> Config.new(Keyword.put(@base, key, value)) end
       assert error.message =~ "invalid #{inspect(key)} #{inspect(value)}: expected", error.message
+    end
+  end
+
+  test "DNS options and the query are checked at start by the lookup's own rules" do
+    # Each of these would pass a looser check and then fail every poll.
+    cases = [
+      {[timeout: 700_000],
+       "expected :timeout to be a number of milliseconds in 1..600000, got: 700000"},
+      {[timeout: 0], "in 1..600000, got: 0"},
+      {[nameservers: ["localhost:8600"]],
+       ~s(invalid DNS nameserver "localhost:8600" in :nameservers: "localhost" is not an IP address)},
+      {[nameservers: ["127.0.0.1:99999"]],
+       ~s[invalid DNS nameserver "127.0.0.1:99999" in :nameservers: port "99999" is not a port number (1..65535)]},
+      {[nameservers: List.duplicate("127.0.0.1:8600", 65)], "at most 64 entries, got 65"},
+      {[nameservers: "127.0.0.1"], "expected :nameservers to be :system or a non-empty list"},
+      {[transport: :quic], "expected :transport to be :udp or :tcp, got: :quic"},
+      {[query: "my app..service.consul"],
+       ~s(invalid :query: DNS query "my app..service.consul" is not a domain name)},
+      {[query: ""], ~s(invalid :query: DNS query "" is not a domain name)}
+    ]
+
+    for {opts, text} <- cases do
+      error = assert_raise ArgumentError, fn -> Config.new(Keyword.merge(@base, opts)) end
+      assert error.message =~ text
+      # ...and the fix: a valid example or the range.
+      assert error.message =~ ~r/for example|such as|1\.\.|:udp or :tcp|at most|non-empty list/
     end
   end
 

@@ -11,7 +11,9 @@
 //!    record);
 //! 4. at most `max_records` are kept; the rest are counted;
 //! 5. each target gets its addresses from the ADDITIONAL section (glue)
-//!    and, for Consul's `<hex>.addr.<dc>.consul` names, from the name itself.
+//!    and, for Consul's `<hex>.addr.<dc>.consul` names, from the name itself;
+//! 6. the answer is `complete` if nothing was dropped at step 4 (the lookup
+//!    then adds what the transport says).
 //!
 //! The same input always gives the same output, so two polls of an
 //! unchanged service compare equal.
@@ -25,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use hickory_resolver::proto::op::Message;
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::proto::rr::RData;
 
 use super::error::quoted;
 use super::hostname::is_valid_hostname;
@@ -59,6 +61,11 @@ pub struct Target {
     /// Sorted (IPv4 before IPv6), without duplicates. Empty when neither
     /// glue nor the name gave one and addresses were not resolved.
     pub addresses: Vec<IpAddr>,
+    /// True when its addresses were looked up and the lookup failed (not
+    /// NXDOMAIN or "no records": SERVFAIL, REFUSED, a timeout...): it may
+    /// well have an address, so it is neither usable nor evidence that the
+    /// instance is gone.
+    pub unresolved: bool,
 }
 
 /// The shaped answer, with counts of what was left out.
@@ -71,12 +78,25 @@ pub struct Answer {
     pub rejected_example: Option<String>,
     /// Valid records beyond `max_records`, dropped.
     pub over_limit: usize,
+    /// Targets marked `unresolved`.
+    pub unresolved: usize,
+    /// The first of their lookup errors, for the log.
+    pub unresolved_example: Option<String>,
+    /// True when the targets are every instance the server has: the answer
+    /// came over TCP, or over UDP well below the payload size the query
+    /// advertised (see `options::COMPLETE_BELOW`), and none was dropped
+    /// beyond `max_records`. A UDP answer near the limit may have been
+    /// trimmed without saying so, as Consul does.
+    pub complete: bool,
 }
 
 impl Answer {
-    /// The answer for NXDOMAIN or "no records": no instances.
+    /// No instances, known to be complete.
     pub fn empty() -> Self {
-        Answer::default()
+        Answer {
+            complete: true,
+            ..Answer::default()
+        }
     }
 }
 
@@ -107,6 +127,7 @@ pub fn shape(
             port: record.port,
             host: normalize(record.target),
             addresses: Vec::new(),
+            unresolved: false,
         });
     }
 
@@ -117,20 +138,15 @@ pub fn shape(
             .then_with(|| a.host.cmp(&b.host))
             .then(a.port.cmp(&b.port))
     });
-    // Keep the first (best) record of each host:port. Decided before the
-    // retain, so the set borrows the hosts instead of copying them.
-    let keep: Vec<bool> = {
-        let mut seen = HashSet::with_capacity(answer.targets.len());
-        answer
-            .targets
-            .iter()
-            .map(|t| seen.insert((t.host.as_str(), t.port)))
-            .collect()
-    };
-    let mut kept = keep.into_iter();
-    answer.targets.retain(|_| kept.next().unwrap_or(false));
+    // Keep the first (best) record of each host:port.
+    let mut seen = HashSet::new();
+    answer
+        .targets
+        .retain(|t| seen.insert((t.host.clone(), t.port)));
     answer.over_limit = answer.targets.len().saturating_sub(max_records);
     answer.targets.truncate(max_records);
+    // Complete as far as shaping goes; the lookup adds what the transport says.
+    answer.complete = answer.over_limit == 0;
 
     let mut by_host: HashMap<String, Vec<IpAddr>> = HashMap::new();
     for g in glue.into_iter().take(max_records.saturating_mul(2)) {
@@ -156,39 +172,19 @@ pub fn shape_message(message: &Message, max_records: usize) -> Answer {
             priority: srv.priority,
             weight: srv.weight,
             port: srv.port,
-            target: name_text(&srv.target),
+            // hickory's text escapes bytes a hostname cannot hold, so such
+            // a name fails validation.
+            target: srv.target.to_ascii(),
         }),
         _ => None,
     });
     let glue = message.additionals.iter().filter_map(|r| {
         address_of(&r.data).map(|address| Glue {
-            name: name_text(&r.name),
+            name: r.name.to_ascii(),
             address,
         })
     });
     shape(records, glue, max_records)
-}
-
-/// A name's text. A name whose labels hold only letters, digits and '-'
-/// (every usable target) is written straight from its labels, lowercase
-/// and without the trailing dot, in one allocation; any other gets
-/// hickory's escaped text form, which the hostname rule then rejects.
-fn name_text(name: &Name) -> String {
-    let mut text = Vec::with_capacity(name.len());
-    for label in name.iter() {
-        if !label
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return name.to_ascii();
-        }
-        if !text.is_empty() {
-            text.push(b'.');
-        }
-        text.extend(label.iter().map(u8::to_ascii_lowercase));
-    }
-    // ASCII by construction, so this never falls back.
-    String::from_utf8(text).unwrap_or_else(|_| name.to_ascii())
 }
 
 /// The address an A or AAAA record holds; `None` for any other record.
@@ -377,7 +373,7 @@ mod tests {
     #[test]
     fn names_from_a_message_read_as_their_text_and_bad_ones_stay_rejected() {
         use hickory_resolver::proto::rr::rdata::{A, SRV};
-        use hickory_resolver::proto::rr::Record;
+        use hickory_resolver::proto::rr::{Name, Record};
         let name = |text: &str| Name::from_ascii(text).unwrap();
         let service = name("likes.service.consul.");
         let mut message = Message::query();

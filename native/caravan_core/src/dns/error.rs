@@ -65,6 +65,8 @@ pub enum OptionError {
     MaxRecords { value: i64, max: usize },
     #[error("expected :nameservers to be :system or a non-empty list of nameservers such as [\"127.0.0.1:8600\"], got: []")]
     NoNameservers,
+    #[error("expected :nameservers to hold at most {max} entries, got {count}")]
+    TooManyNameservers { count: usize, max: usize },
     #[error("DNS query {} is not a domain name ({why}); give a name such as \"likes-dist.service.consul\"", quoted(.query))]
     Query { query: String, why: String },
 }
@@ -77,6 +79,7 @@ impl OptionError {
             OptionError::Attempts { .. } => "bad_attempts",
             OptionError::MaxRecords { .. } => "bad_max_records",
             OptionError::NoNameservers => "no_nameservers",
+            OptionError::TooManyNameservers { .. } => "too_many_nameservers",
             OptionError::Query { .. } => "bad_query",
         }
     }
@@ -84,50 +87,53 @@ impl OptionError {
 
 /// Why a lookup that was sent produced no answer. None of these means "the
 /// service has no instances": a strategy must keep its current members.
+///
+/// `question` is the name and type asked, as in `likes.service.consul SRV`
+/// (or `node1.node.dc1.consul A` for an address follow-up).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
     /// No usable answer within the lookup's `timeout` (all attempts included).
-    #[error("no answer for {query} SRV from {servers} within {} ms ({attempts} attempt(s)); check that the nameserver is up and reachable, or raise :timeout", .timeout.as_millis())]
+    #[error("no answer for {question} from {servers} within {} ms ({attempts} attempt(s)); check that the nameserver is up and reachable, or raise :timeout", .timeout.as_millis())]
     Timeout {
-        query: String,
+        question: String,
         servers: String,
         timeout: Duration,
         attempts: u8,
     },
     /// The nameserver answered REFUSED: it will not serve this name.
-    #[error("{servers} refused the query for {query} SRV (REFUSED); point :nameservers at a server that serves this domain (Consul's agent DNS, 127.0.0.1:8600 by default)")]
-    Refused { query: String, servers: String },
+    #[error("{servers} refused the query for {question} (REFUSED); point :nameservers at a server that serves this domain (Consul's agent DNS, 127.0.0.1:8600 by default)")]
+    Refused { question: String, servers: String },
     /// The nameserver could not be reached (connection refused, no route...).
-    #[error("could not reach {servers} for {query} SRV: {detail}; check the address and port in :nameservers")]
+    #[error("could not reach {servers} for {question}: {detail}; check the address and port in :nameservers")]
     Unreachable {
-        query: String,
+        question: String,
         servers: String,
         detail: String,
     },
     /// The nameserver answered SERVFAIL: it failed to produce an answer.
-    #[error("{servers} failed to answer {query} SRV (SERVFAIL); the server (for example the Consul agent) is unhealthy")]
-    ServFail { query: String, servers: String },
+    #[error("{servers} failed to answer {question} (SERVFAIL); the server (for example the Consul agent) is unhealthy")]
+    ServFail { question: String, servers: String },
     /// The nameserver answered with another error code (FORMERR, NOTIMP...).
-    #[error("{servers} answered {query} SRV with error code {rcode}")]
+    #[error("{servers} answered {question} with error code {rcode}")]
     ServerError {
-        query: String,
+        question: String,
         servers: String,
         rcode: String,
     },
     /// The answer could not be decoded, or stayed truncated over TCP.
-    #[error("{servers} sent a malformed answer for {query} SRV: {detail}")]
+    #[error("{servers} sent a malformed answer for {question}: {detail}")]
     Malformed {
-        query: String,
+        question: String,
         servers: String,
         detail: String,
     },
     /// No nameserver to ask: the system configuration names none.
-    #[error("no nameserver to ask for {query} SRV: {detail}; pass :nameservers, for example [\"127.0.0.1:8600\"]")]
-    NoNameservers { query: String, detail: String },
+    #[error("no nameserver to ask for {question}: {detail}; pass :nameservers, for example [\"127.0.0.1:8600\"]")]
+    NoNameservers { question: String, detail: String },
     /// The lookup ended without an answer for a reason internal to Caravan
     /// (a bug, or the runtime shutting down).
-    #[error("the DNS lookup for {query} SRV ended without an answer: {detail}")]
-    Internal { query: String, detail: String },
+    #[error("the DNS lookup for {question} ended without an answer: {detail}")]
+    Internal { question: String, detail: String },
 }
 
 impl LookupError {

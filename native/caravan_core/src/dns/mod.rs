@@ -4,12 +4,10 @@
 //!   first use).
 //! - [`nameserver`]: nameserver addresses as users write them.
 //! - [`options`]: lookup options, their defaults and limits; the query.
-//! - [`connection`]: hickory's connections, a closed one reported as
-//!   closed (so it is replaced at once).
-//! - [`mod@lookup`]: running a lookup with hickory-resolver and answering exactly
-//!   once.
-//! - [`first_attempt`]: a lookup's first UDP query, sent from the caller's
-//!   thread, and its reply screened.
+//! - [`exchange`]: one query to one nameserver over UDP or TCP (hickory's
+//!   message codec on tokio's sockets), its reply screened.
+//! - [`mod@lookup`]: attempts, the TCP retry, address follow-ups, turns per
+//!   set of nameservers, cancellation, and answering exactly once.
 //! - [`answer`]: raw SRV records and glue in, ordered, validated targets out.
 //! - [`hostname`]: which names are accepted (RFC 1123).
 //! - [`error`]: every failure, each with a fixed reason tag and a message.
@@ -19,9 +17,8 @@
 //! outage for an empty service.
 
 pub mod answer;
-pub mod connection;
 pub mod error;
-pub mod first_attempt;
+pub mod exchange;
 pub mod hostname;
 pub mod lookup;
 pub mod nameserver;
@@ -30,5 +27,5 @@ pub mod runtime;
 
 pub use answer::{Answer, Target};
 pub use error::{LookupError, NameserverError, OptionError};
-pub use lookup::{lookup, spawn_lookup};
+pub use lookup::{lookup, spawn_lookup, Lookup};
 pub use options::{LookupOptions, Nameservers, Query, Transport};

@@ -2,9 +2,9 @@
 //!
 //! | option | default | meaning |
 //! |---|---|---|
-//! | nameservers | the system's (`/etc/resolv.conf`) | whom to ask |
+//! | nameservers | the system's (`/etc/resolv.conf`) | whom to ask: 1 to 64, tried in turn |
 //! | timeout | 5000 ms | the whole lookup: every attempt, the TCP retry, address lookups |
-//! | attempts | 2 | how many times the query is sent before giving up |
+//! | attempts | 2 | how many times the query is sent: the next goes out `timeout / attempts` after the last, or at once when the last failed; a reply to any of them is taken until `timeout` |
 //! | transport | UDP | UDP (EDNS, 4096-byte payload) with a TCP retry when the answer is truncated, or TCP always |
 //! | resolve_addresses | false | look up A/AAAA for targets that arrived without addresses |
 //! | max_records | 1024 | SRV records kept; the rest are counted and dropped |
@@ -19,14 +19,21 @@ use super::hostname;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 /// The most attempts accepted.
 pub const MAX_ATTEMPTS: u8 = 16;
+/// The most nameservers a lookup may be given.
+pub const MAX_NAMESERVERS: usize = 64;
 /// The most records a lookup may be asked to keep. A DNS message is at most
 /// 64 KiB, so more could never arrive.
 pub const MAX_MAX_RECORDS: usize = 65_535;
 
-/// The EDNS UDP payload size advertised. hickory's UDP receive buffer is
-/// 4096 bytes, so a larger advertised size would let a server send a
-/// datagram that arrives cut.
+/// The EDNS UDP payload size advertised: what Consul trims UDP answers to.
 pub const EDNS_PAYLOAD: u16 = 4096;
+
+/// A UDP answer at most this long is known to be whole. Consul trims UDP
+/// answers silently (no TC) to the advertised payload, dropping whole
+/// records, each SRV with its glue (`trimUDPResponse`); one such record is
+/// under 300 bytes even with a 253-character target, so a trimmed answer is
+/// always longer than this, 512 bytes below the payload.
+pub const COMPLETE_BELOW: usize = EDNS_PAYLOAD as usize - 512;
 
 /// Whom to ask.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -93,8 +100,16 @@ impl LookupOptions {
         resolve_addresses: bool,
         max_records: i64,
     ) -> Result<Self, OptionError> {
-        if nameservers == Nameservers::Explicit(Vec::new()) {
-            return Err(OptionError::NoNameservers);
+        if let Nameservers::Explicit(list) = &nameservers {
+            if list.is_empty() {
+                return Err(OptionError::NoNameservers);
+            }
+            if list.len() > MAX_NAMESERVERS {
+                return Err(OptionError::TooManyNameservers {
+                    count: list.len(),
+                    max: MAX_NAMESERVERS,
+                });
+            }
         }
         let timeout = u64::try_from(timeout_ms)
             .ok()
@@ -206,6 +221,12 @@ mod tests {
             1,
         );
         assert_eq!(none.unwrap_err(), OptionError::NoNameservers);
+        let many = |n| {
+            let list = vec!["127.0.0.1:53".parse().unwrap(); n];
+            LookupOptions::new(Nameservers::Explicit(list), 1, 1, Transport::Udp, false, 1)
+        };
+        assert!(many(64).is_ok());
+        assert_eq!(many(65).unwrap_err().reason(), "too_many_nameservers");
     }
 
     #[test]
