@@ -44,8 +44,9 @@ defmodule Caravan.Cluster.DnsStrategy do
     * A node found earlier and missing from `disconnect_after` consecutive
       *successful* answers is disconnected. A failed lookup, or an empty answer
       from a legacy client that cannot tell failure from emptiness, never
-      disconnects anything, and nodes connected by other means are never
-      touched.
+      disconnects anything; an answer with unresolved targets (their A/AAAA
+      lookups failed) counts no node as missing; and nodes connected by
+      other means are never touched.
     * Node names are built in Rust from validated records only, at most
       `max_nodes` per answer, and at most `max_node_names` new atoms per
       topology over the VM's life (`Caravan.Cluster.NodeNames`).

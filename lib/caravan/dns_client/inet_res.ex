@@ -12,16 +12,16 @@ defmodule Caravan.DnsClient.InetRes do
 
     * the calling process runs the query itself (it waits in a `receive` on
       an OTP socket: no scheduler is blocked, but the process is busy);
-    * `:timeout` bounds the whole call; each attempt gets an equal share;
+    * `:timeout` bounds the whole call; each attempt gets an equal share, and
+      OTP stops listening for an attempt's reply when its share is over;
     * `:transport` `:udp` falls back to TCP on a truncated answer, as OTP
       does, and also on a UDP answer OTP cannot decode (OTP 27.3's
       `inet_dns` rejects every truncated reply as `:formerr`, so its own
       fallback never runs: erlang/otp#11114); `:tcp` sets `usevc`;
     * `:nameservers` `:system` uses OTP's resolver configuration (on Unix,
       `/etc/resolv.conf`);
-    * a UDP query to a closed port fails at once with `:unreachable`
-      (OTP's socket is connected, so it sees the ICMP error; hickory's is
-      not, and waits for the timeout);
+    * `complete` (see `Caravan.DnsClient.answer/2`) is judged from the
+      message encoded again, since `:inet_res` does not hand over its bytes;
     * reasons are mapped to `t:Caravan.DnsClient.reason/0`: `:nxdomain` is an
       empty answer, the response codes FORMERR, NOTIMP and BADVERS are
       `:server_error`, a POSIX error such as `:econnrefused` is

@@ -15,7 +15,7 @@ defmodule Caravan.DnsClient.Options do
   |---|---|---|
   | `:nameservers` | `:system` | `:system` (the nameservers in `/etc/resolv.conf`, read at each lookup) or a list of 1 to 64 nameservers, in order of preference |
   | `:timeout` | `5000` | milliseconds for the whole lookup: every attempt, the TCP retry, address lookups (1..600000) |
-  | `:attempts` | `2` | how many times the query is sent before giving up (1..16) |
+  | `:attempts` | `2` | how many queries are sent (1..16): the next goes out `timeout / attempts` after the last, or at once after a failed one, in turn to each nameserver; a reply to any of them is taken until `:timeout` |
   | `:transport` | `:udp` | `:udp` (EDNS with a 4096-byte payload, retried over TCP when the answer is truncated) or `:tcp` (always; for Consul without `dns_config.enable_truncate`, which trims UDP answers without saying so) |
   | `:resolve_addresses` | `false` | look up A/AAAA records for targets that arrived with no address (no glue, not a Consul `.addr.` name) |
   | `:max_records` | `1024` | SRV records kept; more are dropped and logged (1..65535) |

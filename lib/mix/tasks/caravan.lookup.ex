@@ -26,7 +26,10 @@ defmodule Mix.Tasks.Caravan.Lookup do
 
   It exits with status 1 and a readable message when the lookup fails (a
   timeout, an unreachable or failing nameserver, a malformed answer). A
-  service without instances (NXDOMAIN or no records) is not a failure.
+  service without instances (NXDOMAIN or no records) is not a failure. It
+  says so when the answer is not known to be complete (see
+  `Caravan.DnsClient.answer/2`), and shows a target whose address lookups
+  failed as `(lookup failed)`.
   """
 
   use Mix.Task
@@ -53,8 +56,16 @@ defmodule Mix.Tasks.Caravan.Lookup do
       |> put_timeout(opts[:timeout])
 
     case lookup(query, lookup_opts) do
-      {:ok, targets} ->
+      {:ok, %{targets: targets, complete: complete}} ->
         print(query, targets, lookup_opts, {opts[:node_sname], node_host!(opts[:node_host])})
+
+        unless complete do
+          Mix.shell().info(
+            "\nNot known to be complete: a UDP answer this close to the 4,096 bytes " <>
+              "the query advertises may have been trimmed (Consul trims silently); " <>
+              "--tcp gets the whole answer"
+          )
+        end
 
       {:error, {reason, message}} ->
         Mix.raise("DNS lookup of #{query} failed (#{reason}): #{message}")
@@ -90,7 +101,7 @@ defmodule Mix.Tasks.Caravan.Lookup do
   defp put_timeout(opts, ms), do: Keyword.put(opts, :timeout, ms)
 
   defp lookup(query, opts) do
-    Caravan.DnsClient.lookup(query, opts)
+    Caravan.DnsClient.answer(query, opts)
   rescue
     e in ArgumentError -> Mix.raise(Exception.message(e))
   end
@@ -104,7 +115,7 @@ defmodule Mix.Tasks.Caravan.Lookup do
 
     rows =
       for t <- targets do
-        [t.priority, t.weight, t.port, t.host, Enum.map_join(t.addresses, " ", &ip/1)]
+        [t.priority, t.weight, t.port, t.host, addresses(t)]
         |> Enum.map(&to_string/1)
       end
 
@@ -119,6 +130,9 @@ defmodule Mix.Tasks.Caravan.Lookup do
       )
     end
   end
+
+  defp addresses(%{unresolved: true}), do: "(lookup failed)"
+  defp addresses(target), do: Enum.map_join(target.addresses, " ", &ip/1)
 
   defp via(opts) do
     servers =

@@ -159,6 +159,23 @@ defmodule Caravan.Cluster.DnsStrategyTest do
     assert length(calls_after_change) >= 4
   end
 
+  test "an unresolved target is no evidence that its node left", ctx do
+    up = record(4001, "a.example", [{127, 0, 0, 5}])
+    unresolved = Map.merge(record(4001, "a.example"), %{unresolved: true})
+    FakeDns.serve(ctx.query, [{:ok, [up]}])
+
+    capture_log(fn ->
+      start(ctx, node_host: :address, disconnect_after: 2)
+      assert_receive {:connect, :"app-4001@127.0.0.5", _}, 1_000
+      # Its A/AAAA lookups fail, poll after poll: it stays.
+      FakeDns.set(ctx.query, [{:ok, [unresolved]}])
+      refute_receive {:disconnect, _}, 15 * @poll
+      # Gone from a whole answer: pruned as usual.
+      FakeDns.set(ctx.query, [{:ok, []}])
+      assert_receive {:disconnect, :"app-4001@127.0.0.5"}, 20 * @poll
+    end)
+  end
+
   test "failed lookups never disconnect, however many", ctx do
     FakeDns.serve(ctx.query, [{:ok, [record(4001, "a")]}, {:error, :timeout}])
 

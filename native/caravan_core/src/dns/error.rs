@@ -152,18 +152,6 @@ impl LookupError {
     }
 }
 
-/// Every tag [`LookupError::reason`] can return: the NIF's fixed atom set.
-pub const LOOKUP_REASONS: [&str; 8] = [
-    "timeout",
-    "refused",
-    "unreachable",
-    "servfail",
-    "server_error",
-    "malformed",
-    "no_nameservers",
-    "internal",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
