@@ -1,8 +1,8 @@
 defmodule Caravan.DnsClient do
   @moduledoc """
   Who serves `likes-dist.service.consul`? The DNS client behaviour, and the
-  default client (a NIF over hickory-resolver, on a tokio runtime of
-  Caravan's own).
+  default client: a NIF that sends the queries on a tokio runtime of
+  Caravan's own, with hickory's message codec (see "How a lookup runs").
 
   The module is both: `dns_client: Caravan.DnsClient` in a strategy's
   configuration uses it as the client. `Caravan.DnsClient.InetRes` is the
@@ -139,9 +139,8 @@ defmodule Caravan.DnsClient do
 
   @doc """
   Looks up `query` as `c:lookup/2` does, saying whether the targets are
-  every instance (see the module documentation). Optional: for a client
-  without it, a strategy takes `c:lookup/2`'s answers as not known to be
-  complete.
+  every instance (see the module documentation). Optional: a client without
+  it says nothing about completeness.
   """
   @callback answer(query :: String.t(), opts :: [Options.option()]) ::
               {:ok, answer()} | {:error, error()}

@@ -232,6 +232,36 @@ defmodule Caravan.DnsClientTest do
         end
       end
 
+      test "a truncated UDP reply goes on over TCP, even one cut mid-record" do
+        records = for i <- 1..3, do: srv_answer(4000 + i, "n#{i}.node.dc1.consul")
+
+        answer = fn query, transport ->
+          whole = RawDnsServer.response(query, records, [])
+
+          case transport do
+            :tcp ->
+              whole
+
+            # The header with TC set and the counts of the whole answer, then
+            # the first 20 bytes of its body: what a server cutting at the
+            # payload sends.
+            :udp ->
+              <<id::binary-size(2), flags::8, rest::binary>> = whole
+              <<id::binary, Bitwise.bor(flags, 0x02)::8, binary_part(rest, 0, 30)::binary>>
+          end
+        end
+
+        server = RawDnsServer.start!(answer: answer)
+
+        assert {:ok, targets} =
+                 @client.answer(@service, nameservers: [RawDnsServer.nameserver(server)])
+
+        assert length(targets.targets) == 3
+        assert targets.complete
+        assert %{udp: udp, tcp: 1} = RawDnsServer.queries(server)
+        assert udp >= 1
+      end
+
       test "a nameserver answering after 450 ms is waited for, not asked again" do
         server =
           RawDnsServer.start!(

@@ -113,7 +113,7 @@ defmodule Caravan.Cluster.DnsStrategy do
   # could not be looked up (unresolved: no evidence either way).
   defp discover(config) do
     with {:ok, records} <- lookup(config) do
-      {unresolved, records} = Enum.split_with(records, &Map.get(&1, :unresolved, false))
+      {unresolved, records} = Enum.split_with(records, &match?(%{unresolved: true}, &1))
       {:ok, records |> to_nodes(config) |> List.delete(Node.self()), length(unresolved)}
     end
   end

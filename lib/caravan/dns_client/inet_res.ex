@@ -12,8 +12,10 @@ defmodule Caravan.DnsClient.InetRes do
 
     * the calling process runs the query itself (it waits in a `receive` on
       an OTP socket: no scheduler is blocked, but the process is busy);
-    * `:timeout` bounds the whole call; each attempt gets an equal share, and
-      OTP stops listening for an attempt's reply when its share is over;
+    * `:timeout` bounds the whole call. OTP's own scheme spends it: `:attempts`
+      counts passes over the nameservers (so queries sent are attempts times
+      nameservers), each pass waits longer than the last, and an attempt's
+      reply is no longer listened for once its wait is over;
     * `:transport` `:udp` falls back to TCP on a truncated answer, as OTP
       does, and also on a UDP answer OTP cannot decode (OTP 27.3's
       `inet_dns` rejects every truncated reply as `:formerr`, so its own

@@ -952,3 +952,37 @@ fn a_dead_nameserver_holds_up_only_its_own_lookups() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn large_records_leave_room_for_two_of_them_before_an_answer_is_complete() {
+    // Consul can put node metadata in TXT records beside the glue: a record
+    // it trims, with its extras, can then be far larger than 512 bytes.
+    let (server, _) = counting_udp(Duration::ZERO, |query, _| {
+        let mut response = Message::response(query.id, query.op_code);
+        response.add_queries(query.queries.clone());
+        for i in 0..4u16 {
+            let target = name(&format!("node-{i}.node.dc1.consul."));
+            response.add_answer(srv("likes.service.consul.", 4000 + i, &target.to_ascii()));
+            let meta = hickory_server::proto::rr::rdata::TXT::new(vec![
+                "k=".to_owned()
+                    + &"v".repeat(240);
+                3
+            ]);
+            response.add_additional(Record::from_rdata(target, 0, RData::TXT(meta)));
+        }
+        response.set_edns(Default::default());
+        let bytes = response.to_vec().unwrap();
+        assert!(
+            bytes.len() < dns::options::COMPLETE_BELOW,
+            "{}",
+            bytes.len()
+        );
+        Some(bytes)
+    })
+    .await;
+    let answer = lookup(&q("likes.service.consul"), &short(server, 2000))
+        .await
+        .unwrap();
+    assert_eq!(answer.targets.len(), 4);
+    assert!(!answer.complete);
+}

@@ -11,18 +11,24 @@
 //! out as `ConnectionRefused` on the next read. A reply is taken only if its
 //! id and question are the query's and it is a response: anything else
 //! (another query's reply, a forgery) is ignored and the wait goes on. A
-//! reply with the right id that does not decode, or that holds a record of
-//! a class other than IN, is malformed.
+//! UDP reply with the right id and TC set, or longer than the payload
+//! advertised, is [`Failure::Truncated`] before any decoding (such replies
+//! are often cut mid-record). A reply with the right id that does not
+//! decode, or that holds a record of a class other than IN, is malformed.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, Query as DnsQuery};
-use hickory_resolver::proto::rr::{DNSClass, Name, RecordType};
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_resolver::proto::serialize::binary::BinEncodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::options::{Transport, COMPLETE_BELOW, EDNS_PAYLOAD};
+
+/// The TC bit, in the third byte of a DNS header.
+const TC: u8 = 0x02;
 
 /// A reply that passed screening, with how it came.
 #[derive(Debug)]
@@ -35,22 +41,56 @@ pub struct Received {
 
 impl Received {
     /// True when the reply cannot have been trimmed: it came over TCP, or
-    /// over UDP from a server that honoured EDNS, well below the payload
-    /// advertised. Without EDNS a server may trim to 512 bytes and, as
-    /// Consul does, to 3 records, so such an answer is never known whole.
+    /// over UDP from a server that honoured EDNS, with room left for two
+    /// more of its largest records (an SRV with the ADDITIONAL records of
+    /// its target: what Consul trims as one) and never closer than
+    /// [`COMPLETE_BELOW`]. Without EDNS a server may trim to 512 bytes and,
+    /// as Consul does, to 3 records, so such an answer is never known whole.
     pub fn complete(&self) -> bool {
+        let room = usize::from(EDNS_PAYLOAD) - COMPLETE_BELOW;
         match self.over {
             Transport::Tcp => true,
-            Transport::Udp => self.message.edns.is_some() && self.size <= COMPLETE_BELOW,
+            Transport::Udp => {
+                self.message.edns.is_some()
+                    && self.size + room.max(2 * self.largest_record()) <= usize::from(EDNS_PAYLOAD)
+            }
         }
+    }
+
+    /// The uncompressed length of the largest SRV record with the ADDITIONAL
+    /// records named after its target.
+    fn largest_record(&self) -> usize {
+        let len = |r: &Record| r.to_bytes().map_or(usize::from(u16::MAX), |b| b.len());
+        self.message
+            .answers
+            .iter()
+            .map(|srv| {
+                let extra = match &srv.data {
+                    RData::SRV(data) => self
+                        .message
+                        .additionals
+                        .iter()
+                        .filter(|r| r.name == data.target)
+                        .map(len)
+                        .sum(),
+                    _ => 0,
+                };
+                len(srv) + extra
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
 /// Why an exchange ended without a reply.
 #[derive(Debug)]
 pub enum Failure {
+    /// No socket could be made here (out of file descriptors, say).
+    Local(io::Error),
     /// The socket failed: connection refused, reset, closed, no route.
     Io(io::Error),
+    /// A UDP reply that says, or shows, that the answer did not fit.
+    Truncated,
     /// A reply to this query that cannot be used.
     Malformed(String),
 }
@@ -94,14 +134,17 @@ impl Outgoing {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let socket = UdpSocket::bind(any).await?;
+        let socket = UdpSocket::bind(any).await.map_err(Failure::Local)?;
         socket.connect(server).await?;
         socket.send(&self.bytes).await?;
-        // Room for any datagram: a server that ignores the advertised size
-        // still gets its answer read whole.
-        let mut buf = vec![0u8; usize::from(u16::MAX)];
+        // One byte more than the payload, to see a server that ignores it.
+        let mut buf = vec![0u8; usize::from(EDNS_PAYLOAD) + 1];
         loop {
             let len = socket.recv(&mut buf).await?;
+            let ours = buf[..len].starts_with(&self.id.to_be_bytes());
+            if ours && (len > usize::from(EDNS_PAYLOAD) || len > 2 && buf[2] & TC != 0) {
+                return Err(Failure::Truncated);
+            }
             if let Some(reply) = self.screen(&buf[..len], Transport::Udp)? {
                 return Ok(reply);
             }

@@ -9,7 +9,8 @@
 //! them is taken; `attempts` is the number of queries sent. A UDP answer
 //! with TC set goes on over TCP, within the same attempt. NXDOMAIN and "no
 //! records" are an empty answer; anything else that ends without an answer
-//! is a [`LookupError`], and the whole lookup is bounded by `timeout`.
+//! is a [`LookupError`]: the last attempt's failure, or a timeout when none
+//! failed. The whole lookup is bounded by `timeout`.
 //!
 //! At most [`MAX_IN_FLIGHT`] lookups to the same nameservers talk to the
 //! network at once; the others wait their turn within their own timeout.
@@ -39,11 +40,15 @@ use super::options::{LookupOptions, Nameservers, Query, Transport};
 use super::runtime;
 
 /// Lookups to one set of nameservers allowed on the network at once. Bounds
-/// file descriptors and memory under a burst.
+/// file descriptors and memory under a burst: a lookup holds one socket per
+/// attempt in flight (and a 4 KiB buffer each), more only while it looks up
+/// addresses (see `ADDRESS_CONCURRENCY`).
 pub const MAX_IN_FLIGHT: usize = 64;
 
-/// Address lookups (A and AAAA) run at once for one SRV answer.
-const ADDRESS_CONCURRENCY: usize = 16;
+/// Targets whose addresses (A and AAAA) are looked up at once for one SRV
+/// answer. With the SRV query's, a lookup holds at most
+/// `attempts * (1 + 2 * ADDRESS_CONCURRENCY)` sockets at a time.
+const ADDRESS_CONCURRENCY: usize = 4;
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -129,7 +134,11 @@ impl<'a> Plan<'a> {
         let mut next_at = Instant::now();
         let mut failed = None;
         loop {
-            if sent < self.options.attempts && Instant::now() >= next_at {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if sent < self.options.attempts && now >= next_at {
                 let server = self.servers[usize::from(sent) % self.servers.len()];
                 pending.push(self.attempt(server, &name, record_type, &question));
                 sent += 1;
@@ -175,23 +184,20 @@ impl<'a> Plan<'a> {
             Transport::Udp => outgoing.udp(server).await,
             Transport::Tcp => outgoing.tcp(server).await,
         };
-        let reply = self.settle(first, question)?;
-        if !reply.message.metadata.truncation {
-            return Ok(reply);
-        }
-        if self.options.transport == Transport::Tcp {
-            return Err(self.malformed(question, "it was truncated even over TCP"));
-        }
-        let whole = match outgoing.tcp(server).await {
-            // A TCP that cannot be reached ends the attempt in the truncation.
-            Err(Failure::Io(_)) => Err(Failure::Malformed(
-                "it came back truncated over UDP and no whole answer came over TCP \
-                 (check that the nameserver takes TCP)"
-                    .into(),
-            )),
+        let reply = match first {
+            // The answer did not fit UDP: the same attempt goes on over TCP,
+            // and a TCP that cannot be reached ends it in the truncation.
+            Err(Failure::Truncated) => match outgoing.tcp(server).await {
+                Err(Failure::Io(_)) => Err(Failure::Malformed(
+                    "it came back truncated over UDP and no whole answer came over TCP \
+                     (check that the nameserver takes TCP)"
+                        .into(),
+                )),
+                other => other,
+            },
             other => other,
         };
-        let reply = self.settle(whole, question)?;
+        let reply = self.settle(reply, question)?;
         if reply.message.metadata.truncation {
             return Err(self.malformed(question, "it was truncated even over TCP"));
         }
@@ -219,6 +225,12 @@ impl<'a> Plan<'a> {
                 })
             }
             Err(Failure::Malformed(detail)) => return Err(self.malformed(&question, &detail)),
+            Err(Failure::Local(e)) => {
+                return Err(self.internal(&question, &format!("could not open a socket: {e}")))
+            }
+            // Only UDP replies are judged truncated, and `attempt` retries
+            // those over TCP.
+            Err(Failure::Truncated) => return Err(self.malformed(&question, "it was truncated")),
         };
         match reply.message.metadata.response_code {
             ResponseCode::NoError | ResponseCode::NXDomain => Ok(reply),
