@@ -23,8 +23,10 @@ defmodule Caravan.DnsClient do
   `answer/2` returns the same targets with what is known of their
   completeness, `{:ok, %{targets: targets, complete: boolean}}`. `complete`
   is `true` when the targets are every instance the server has: the answer
-  came over TCP, or over UDP at most 3,584 bytes long (512 below the 4,096
-  bytes the query advertises), and none was dropped beyond `:max_records`.
+  came over TCP, or over UDP with room left below the 4,096 bytes the query
+  advertises for two more of its largest records (an SRV record with its
+  target's ADDITIONAL records, such as Consul's node-meta TXT) and at least
+  512 bytes, and none was dropped beyond `:max_records`.
   Consul trims UDP answers to the advertised size without setting TC, so a
   UDP answer near it may lack instances that are alive: an instance missing
   from an answer that is not `complete` is no evidence that it left.

@@ -293,6 +293,31 @@ defmodule Caravan.DnsClientTest do
         end
       end
 
+      test "complete leaves room for two of the answer's largest records" do
+        # Node metadata as TXT beside each target, as Consul can send: 4 such
+        # records fit well under 3,584 bytes, but 2 more would not fit.
+        meta = List.duplicate(~c"k=" ++ String.to_charlist(String.duplicate("v", 240)), 3)
+
+        answer = fn query ->
+          hosts = for i <- 1..4, do: "node-#{i}.node.dc1.consul"
+
+          reply =
+            RawDnsServer.response(
+              query,
+              for({h, i} <- Enum.with_index(hosts), do: srv_answer(4000 + i, h)),
+              for(h <- hosts, do: {h, :txt, meta})
+            )
+
+          <<header::binary-size(10), arcount::16, rest::binary>> = reply
+          <<header::binary, arcount + 1::16, rest::binary, 0, 41::16, 4096::16, 0::32, 0::16>>
+        end
+
+        server = RawDnsServer.start!(answer: answer)
+
+        assert {:ok, %{targets: [_, _, _, _], complete: false}} =
+                 @client.answer(@service, nameservers: [RawDnsServer.nameserver(server)])
+      end
+
       test "a failed A/AAAA follow-up leaves its target unresolved and is logged" do
         for rcode <- [:servfail, :refused] do
           ns = RawDnsServer.nameserver(RawDnsServer.start!(answer: &follow_ups(&1, rcode)))

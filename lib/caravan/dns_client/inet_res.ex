@@ -143,14 +143,38 @@ defmodule Caravan.DnsClient.InetRes do
   end
 
   # The rule of caravan_core::dns::exchange: over TCP, or over UDP with EDNS
-  # honoured and at most 3,584 bytes. A message longer than the advertised
-  # payload can only have come over TCP (OTP retries there on TC).
+  # honoured and room left for two more of its largest records (never less
+  # than 512 bytes). A message longer than the advertised payload can only
+  # have come over TCP (OTP retries there on TC).
   defp whole?(_message, :tcp), do: true
 
   defp whole?(message, :udp) do
     size = byte_size(:inet_dns.encode(message))
-    edns? = Enum.any?(:inet_dns.msg(message, :arlist), &(:inet_dns.rr(&1, :type) == :opt))
-    (edns? and size <= @edns_payload - 512) or size > @edns_payload
+    arlist = :inet_dns.msg(message, :arlist)
+    edns? = Enum.any?(arlist, &(:inet_dns.rr(&1, :type) == :opt))
+    room = max(512, 2 * largest_record(message, arlist))
+    (edns? and size + room <= @edns_payload) or size > @edns_payload
+  end
+
+  # The encoded length of the largest SRV record with the ADDITIONAL records
+  # named after its target: what Consul trims as one.
+  defp largest_record(message, arlist) do
+    for rr <- :inet_dns.msg(message, :anlist),
+        :inet_dns.rr(rr, :type) == :srv,
+        {_, _, _, target} = :inet_dns.rr(rr, :data),
+        key = target |> to_string() |> String.downcase(),
+        extras = for(x <- arlist, same_name?(x, key), do: x) do
+      unit =
+        :inet_dns.make_msg(header: :inet_dns.msg(message, :header), anlist: [rr], arlist: extras)
+
+      byte_size(:inet_dns.encode(unit)) - 12
+    end
+    |> Enum.max(fn -> 0 end)
+  end
+
+  defp same_name?(rr, key) do
+    :inet_dns.rr(rr, :type) != :opt and
+      rr |> :inet_dns.rr(:domain) |> to_string() |> String.downcase() == key
   end
 
   defp resolve_all(targets, stats, options, deadline) do

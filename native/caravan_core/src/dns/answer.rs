@@ -84,7 +84,7 @@ pub struct Answer {
     pub unresolved_example: Option<String>,
     /// True when the targets are every instance the server has: the answer
     /// came over TCP, or over UDP well below the payload size the query
-    /// advertised (see `options::COMPLETE_BELOW`), and none was dropped
+    /// advertised (see `exchange::Received::complete`), and none was dropped
     /// beyond `max_records`. A UDP answer near the limit may have been
     /// trimmed without saying so, as Consul does.
     pub complete: bool,

@@ -28,11 +28,12 @@ pub const MAX_MAX_RECORDS: usize = 65_535;
 /// The EDNS UDP payload size advertised: what Consul trims UDP answers to.
 pub const EDNS_PAYLOAD: u16 = 4096;
 
-/// A UDP answer at most this long is known to be whole. Consul trims UDP
-/// answers silently (no TC) to the advertised payload, dropping whole
-/// records, each SRV with its glue (`trimUDPResponse`); one such record is
-/// under 300 bytes even with a 253-character target, so a trimmed answer is
-/// always longer than this, 512 bytes below the payload.
+/// The longest UDP answer that can be known whole. Consul trims UDP answers
+/// silently (no TC) to the advertised payload, dropping whole records, each
+/// SRV with its target's ADDITIONAL records (`trimUDPResponse`,
+/// `syncExtra`). An SRV with glue is under 300 bytes even with a
+/// 253-character target; larger extras (node-meta TXT) widen the margin
+/// (see `exchange::Received::complete`).
 pub const COMPLETE_BELOW: usize = EDNS_PAYLOAD as usize - 512;
 
 /// Whom to ask.
