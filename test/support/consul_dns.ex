@@ -1,0 +1,228 @@
+defmodule Caravan.Test.ConsulDns do
+  @moduledoc """
+  A DNS server that answers service queries as Consul's agent does, standing
+  in for Consul, which cannot be installed here. It mirrors hashicorp/consul
+  1.16-1.19 `agent/dns.go`:
+
+    * `serviceLookup`: an unknown service, or one with no instance passing
+      (passing or warning unless `only_passing`), is NXDOMAIN with an SOA;
+      instances are shuffled on every query (`out.Nodes.Shuffle()`);
+    * `serviceSRVRecords`: one SRV per instance, priority 1, weight 1, TTL 0,
+      target `<hex-ip>.addr.<dc>.consul` (or `<hex-ip>.addr.consul` with
+      `addr_dc: false`) with its A or AAAA record in ADDITIONAL;
+    * `trimUDPResponse`, `syncExtra`, `dnsBinaryTruncate`: over UDP the
+      answer is cut to the payload size the query's EDNS record advertises,
+      less 8 bytes (512 without EDNS, and then first to `udp_answer_limit`
+      answers, default 3), dropping whole records and the glue of the ones
+      dropped; TC is set only with `enable_truncate: true`
+      (`trimDNSResponse`); an EDNS query gets an OPT record back;
+    * over TCP the whole answer (`trimTCPResponse` cuts only past 64 KB).
+
+  It runs on `Caravan.Test.RawDnsServer` (UDP and TCP on one port of
+  127.0.0.1) under the test's supervisor, and is stopped with the test.
+
+      consul = Caravan.Test.ConsulDns.start!()
+      Caravan.Test.ConsulDns.set(consul, "likes-dist", for(i <- 1..150, do: {{127, 1, 0, i}, 4001}))
+      Caravan.DnsClient.lookup("likes-dist.service.consul",
+        nameservers: [Caravan.Test.ConsulDns.nameserver(consul)])
+
+  Instances are `{ip, port}` (passing) or `{ip, port, status}` with status
+  `:passing`, `:warning` or `:critical`.
+  """
+
+  alias Caravan.Test.RawDnsServer
+
+  defstruct [:server, :state]
+
+  @typedoc "A running fixture."
+  @type t :: %__MODULE__{server: pid(), state: pid()}
+
+  @typedoc "A registered instance."
+  @type instance ::
+          {:inet.ip_address(), :inet.port_number()}
+          | {:inet.ip_address(), :inet.port_number(), :passing | :warning | :critical}
+
+  @rcodes %{noerror: 0, nxdomain: 3}
+  @max_udp 65_535 - 68
+
+  @doc """
+  Starts the fixture. Options: `:enable_truncate` (`false`),
+  `:udp_answer_limit` (`3`), `:only_passing` (`false`), `:addr_dc` (`true`),
+  `:dc` (`"dc1"`).
+  """
+  @spec start!(keyword()) :: t()
+  def start!(opts \\ []) do
+    opts =
+      Keyword.validate!(opts,
+        enable_truncate: false,
+        udp_answer_limit: 3,
+        only_passing: false,
+        addr_dc: true,
+        dc: "dc1"
+      )
+
+    state =
+      ExUnit.Callbacks.start_supervised!(
+        %{id: {__MODULE__, make_ref()}, start: {Agent, :start_link, [fn -> %{} end]}},
+        []
+      )
+
+    server = RawDnsServer.start!(answer: &answer(&1, &2, state, opts))
+    %__MODULE__{server: server, state: state}
+  end
+
+  @doc "Registers `instances` as the whole of `service` (`[]` removes it)."
+  @spec set(t(), String.t(), [instance()]) :: :ok
+  def set(%__MODULE__{state: state}, service, instances) do
+    Agent.update(state, &Map.put(&1, service, instances))
+  end
+
+  @doc "The fixture as a nameserver entry, `\"127.0.0.1:PORT\"`."
+  @spec nameserver(t()) :: String.t()
+  def nameserver(%__MODULE__{server: server}), do: RawDnsServer.nameserver(server)
+
+  @doc "Queries received so far, per transport."
+  @spec queries(t()) :: %{udp: non_neg_integer(), tcp: non_neg_integer()}
+  def queries(%__MODULE__{server: server}), do: RawDnsServer.queries(server)
+
+  ## Answering
+
+  defp answer(query, transport, state, opts) do
+    {:ok, msg} = :inet_dns.decode(query)
+    [question] = :inet_dns.msg(msg, :qdlist)
+    name = question |> :inet_dns.dns_query(:domain) |> to_string() |> String.downcase()
+    payload = edns_payload(msg)
+
+    instances =
+      case service_of(name) do
+        nil -> []
+        service -> state |> Agent.get(&Map.get(&1, service, [])) |> healthy(opts)
+      end
+
+    if instances == [] or :inet_dns.dns_query(question, :type) != :srv do
+      reply(query, :nxdomain, [], [], payload, false)
+    else
+      {answers, glue} =
+        instances |> Enum.shuffle() |> Enum.map(&records(name, &1, opts)) |> Enum.unzip()
+
+      {answers, glue, trimmed} = trim(query, answers, glue, transport, payload, opts)
+      reply(query, :noerror, answers, glue, payload, trimmed and opts[:enable_truncate])
+    end
+  end
+
+  # "likes.service.consul", "likes.service.dc1.consul",
+  # "_likes._tcp.service.consul" -> "likes".
+  defp service_of(name) do
+    case String.split(name, ".") do
+      ["_" <> service, "_tcp", "service" | _] -> service
+      [service, "service" | _] -> service
+      _ -> nil
+    end
+  end
+
+  defp healthy(instances, opts) do
+    allowed = if opts[:only_passing], do: [:passing], else: [:passing, :warning]
+
+    for instance <- instances, status(instance) in allowed, do: instance
+  end
+
+  defp status({_ip, _port}), do: :passing
+  defp status({_ip, _port, status}), do: status
+
+  defp records(name, instance, opts) do
+    ip = elem(instance, 0)
+    port = elem(instance, 1)
+    dc = if opts[:addr_dc], do: ".#{opts[:dc]}", else: ""
+    target = "#{hex(ip)}.addr#{dc}.consul"
+    type = if tuple_size(ip) == 4, do: :a, else: :aaaa
+    {{name, :srv, {1, 1, port, to_charlist(target)}}, {target, type, ip}}
+  end
+
+  defp hex(ip), do: ip |> Tuple.to_list() |> Enum.map_join(&pad(&1, tuple_size(ip)))
+
+  defp pad(part, 4),
+    do: part |> Integer.to_string(16) |> String.pad_leading(2, "0") |> String.downcase()
+
+  defp pad(part, 8),
+    do: part |> Integer.to_string(16) |> String.pad_leading(4, "0") |> String.downcase()
+
+  # trimUDPResponse (TCP answers are whole at these sizes).
+  defp trim(_query, answers, glue, :tcp, _payload, _opts), do: {answers, glue, false}
+
+  defp trim(query, answers, glue, :udp, payload, opts) do
+    max_size = min(payload || 512, @max_udp)
+    limit = min(8, opts[:udp_answer_limit])
+    all = length(answers)
+
+    {answers, glue} =
+      if max_size == 512 and length(answers) > limit,
+        do: {Enum.take(answers, limit), Enum.take(glue, limit)},
+        else: {answers, glue}
+
+    fits = fn n ->
+      size(query, Enum.take(answers, n), Enum.take(glue, n), payload) <= max_size - 8
+    end
+
+    kept = if fits.(length(answers)), do: length(answers), else: largest(1, length(answers), fits)
+    {Enum.take(answers, kept), Enum.take(glue, kept), kept < all}
+  end
+
+  # The largest n in lo..hi with fits.(n), at least 1 (Consul sends one
+  # record even if it does not fit).
+  defp largest(lo, hi, fits) when lo >= hi, do: if(fits.(lo) or lo == 1, do: lo, else: lo - 1)
+
+  defp largest(lo, hi, fits) do
+    mid = div(lo + hi + 1, 2)
+    if fits.(mid), do: largest(mid, hi, fits), else: largest(lo, mid - 1, fits)
+  end
+
+  defp size(query, answers, glue, payload),
+    do: byte_size(reply(query, :noerror, answers, glue, payload, false))
+
+  defp reply(query, rcode, answers, glue, payload, truncated) do
+    {:ok, msg} = :inet_dns.decode(query)
+    header = :inet_dns.msg(msg, :header)
+
+    header =
+      :inet_dns.make_header(header,
+        qr: true,
+        aa: true,
+        tc: truncated,
+        rcode: Map.fetch!(@rcodes, rcode)
+      )
+
+    authority = if rcode == :nxdomain, do: [soa()], else: []
+
+    bytes =
+      :inet_dns.encode(
+        :inet_dns.make_msg(msg,
+          header: header,
+          anlist: Enum.map(answers, &rr/1),
+          nslist: authority,
+          arlist: Enum.map(glue, &rr/1)
+        )
+      )
+
+    if payload, do: with_opt(bytes), else: bytes
+  end
+
+  defp soa do
+    data = {~c"ns.consul", ~c"hostmaster.consul", 1, 3600, 600, 86_400, 0}
+    :inet_dns.make_rr(domain: ~c"consul", type: :soa, class: :in, ttl: 0, data: data)
+  end
+
+  defp rr({name, type, data}),
+    do: :inet_dns.make_rr(domain: to_charlist(name), type: type, class: :in, ttl: 0, data: data)
+
+  # An OPT record (payload 4096) appended and counted by hand: its record's
+  # fields differ across OTP releases.
+  defp with_opt(<<header::binary-size(10), arcount::16, rest::binary>>),
+    do: <<header::binary, arcount + 1::16, rest::binary, 0, 41::16, 4096::16, 0::32, 0::16>>
+
+  # The payload size the query's OPT record advertises, or nil without one.
+  defp edns_payload(msg) do
+    Enum.find_value(:inet_dns.msg(msg, :arlist), fn rr ->
+      if :inet_dns.rr(rr, :type) == :opt, do: :inet_dns.rr(rr, :udp_payload_size)
+    end)
+  end
+end
