@@ -19,9 +19,12 @@ defmodule Caravan.Cluster.Config do
       implementing `Caravan.DnsClient` (`lookup/2`), or a legacy module with
       only `get_nodes/1`. Default `Caravan.DnsClient`.
     * `:nameservers`, `:timeout`, `:transport` - passed to the DNS client's
-      `lookup/2` when given; the client's own defaults apply otherwise (see
-      `Caravan.DnsClient.Options`). Ignored for legacy clients. Checked at
-      start by the rules every lookup applies, whatever the client.
+      `answer/2` or `lookup/2` when given; the client's own defaults apply
+      otherwise (see `Caravan.DnsClient.Options`). Ignored for legacy
+      clients. Checked at start by the rules every lookup applies, whatever
+      the client. A poll whose lookup (with its TCP confirmation) has not
+      answered within twice `:timeout` plus one second is abandoned and
+      counts as failed, whatever the client.
     * `:node_host` - `:target` (default) names peers after the SRV target,
       `<node_sname>-<port>@<target>`, as the original library did. `:address`
       names them after the target's IP address, `<node_sname>-<port>@10.0.1.5`
@@ -34,9 +37,12 @@ defmodule Caravan.Cluster.Config do
       it is abandoned, so that a stalled peer delays nobody. Default `5000`.
     * `:connect_concurrency` - connect attempts in flight at once. Default `16`.
     * `:max_backoff` - longest wait, in milliseconds, before retrying a peer
-      whose connects keep failing. Default: `:poll_interval`, so an
-      unreachable peer is tried at most every other poll and a healed one
-      within two.
+      whose connects keep failing. After its `n`th failure in a row a peer
+      waits `poll_interval * (2^(n-1) - 1)` ms, at most `:max_backoff`, and is
+      tried at the first poll after that. Default: `:poll_interval`, so a
+      failing peer is tried every one or two polls (its wait and the poll
+      ticks are both about `poll_interval` long, so which poll it clears
+      varies).
     * `:max_nodes` - most peers taken from one answer. Default `1024`.
     * `:max_node_names` - lifetime cap, per topology, on the node-name atoms
       this strategy creates (atoms are never garbage-collected). Names past
@@ -63,6 +69,7 @@ defmodule Caravan.Cluster.Config do
           list_nodes: mfa_tuple(),
           poll_interval: pos_integer(),
           dns_opts: keyword(),
+          lookup_deadline: pos_integer(),
           node_host: :target | :address,
           disconnect_after: pos_integer() | :never,
           connect_timeout: pos_integer(),
@@ -85,6 +92,7 @@ defmodule Caravan.Cluster.Config do
             list_nodes: {:erlang, :nodes, [:connected]},
             poll_interval: 5_000,
             dns_opts: [],
+            lookup_deadline: 11_000,
             node_host: :target,
             disconnect_after: 3,
             connect_timeout: 5_000,
@@ -163,6 +171,7 @@ defmodule Caravan.Cluster.Config do
 
     config = alias_consul_service(config)
     defaults = %__MODULE__{}
+    {dns_opts, dns_timeout} = dns_opts!(config)
 
     poll_interval =
       fetch(
@@ -208,7 +217,9 @@ defmodule Caravan.Cluster.Config do
           &dns_client?/1,
           "a module exporting lookup/2 or get_nodes/1"
         ),
-      dns_opts: dns_opts!(config),
+      dns_opts: dns_opts,
+      # Two lookups (the answer and a TCP confirmation) and a grace second.
+      lookup_deadline: 2 * dns_timeout + 1_000,
       node_host:
         fetch(config, :node_host, :target, &(&1 in [:target, :address]), ":target or :address"),
       disconnect_after:
@@ -296,8 +307,7 @@ defmodule Caravan.Cluster.Config do
   # reject fails here, at start, not at every poll.
   defp dns_opts!(config) do
     opts = for key <- @dns_keys, Keyword.has_key?(config, key), do: {key, config[key]}
-    Caravan.DnsClient.Options.validate!(opts)
-    opts
+    {opts, Caravan.DnsClient.Options.validate!(opts).timeout}
   end
 
   defp query!(query) do

@@ -106,15 +106,44 @@ defmodule Caravan.Cluster.DnsStrategy do
   """
   @spec find_nodes(Config.t()) :: {:ok, [node()]} | {:error, term()}
   def find_nodes(%Config{} = config) do
-    with {:ok, nodes, _unresolved} <- discover(config), do: {:ok, nodes}
+    with {:ok, %{nodes: nodes}} <- discover(config, [], false), do: {:ok, nodes}
   end
 
-  # The peers DNS names, and how many targets it named whose addresses
-  # could not be looked up (unresolved: no evidence either way).
-  defp discover(config) do
-    with {:ok, records} <- lookup(config) do
-      {unresolved, records} = Enum.split_with(records, &match?(%{unresolved: true}, &1))
-      {:ok, records |> to_nodes(config) |> List.delete(Node.self()), length(unresolved)}
+  # The peers DNS names (this node left out), and what the answer is
+  # evidence of (see Caravan.Cluster.Membership). An answer that may have
+  # been trimmed and lacks a node of `known` is asked again over TCP, which
+  # is whole; `trimmed` then says how many targets UDP carried. With
+  # `tcp_first` the first question goes over TCP.
+  defp discover(config, known, tcp_first) do
+    with {:ok, answer} <- lookup(config, if(tcp_first, do: [transport: :tcp], else: [])) do
+      {found, trimmed} = config |> found(answer) |> confirm(config, known)
+      nodes = List.delete(found.nodes, Node.self())
+      evidence = %{complete: found.complete, self_listed: nodes != found.nodes}
+      {:ok, %{nodes: nodes, evidence: evidence, targets: found.targets, trimmed: trimmed}}
+    end
+  end
+
+  # Unresolved targets are set aside: no evidence either way.
+  defp found(config, answer) do
+    {unresolved, records} = Enum.split_with(answer.targets, &match?(%{unresolved: true}, &1))
+
+    %{
+      nodes: to_nodes(records, config),
+      complete: answer.complete and unresolved == [],
+      targets: length(answer.targets)
+    }
+  end
+
+  defp confirm(%{complete: true} = found, _config, _known), do: {found, nil}
+
+  defp confirm(found, config, known) do
+    listed = MapSet.new(found.nodes)
+
+    with true <- Enum.any?(known, &(not MapSet.member?(listed, &1))),
+         {:ok, %{complete: true} = whole} <- lookup(config, transport: :tcp) do
+      {found(config, whole), found.targets}
+    else
+      _ -> {found, nil}
     end
   end
 
@@ -128,6 +157,10 @@ defmodule Caravan.Cluster.DnsStrategy do
     state = %{
       config: config,
       membership: Membership.new(),
+      # How many targets a trimmed UDP answer carried, once one needed a TCP
+      # confirmation: polls then ask over TCP first (one query, not two),
+      # until the service is smaller than that again.
+      udp_carries: nil,
       lookup: nil,
       connecting: %{}
     }
@@ -143,6 +176,20 @@ defmodule Caravan.Cluster.DnsStrategy do
 
   def handle_info({:lookup_done, pid, result}, %{lookup: pid} = state) do
     {:noreply, handle_lookup(result, %{state | lookup: nil})}
+  end
+
+  # A client that never returns: the poll fails, and the next one runs.
+  def handle_info({:lookup_deadline, pid}, %{lookup: pid} = state) do
+    Process.unlink(pid)
+    Process.exit(pid, :kill)
+
+    warn(
+      state,
+      "DNS lookup for #{inspect(state.config.query)} gave no answer within " <>
+        "#{state.config.lookup_deadline} ms; abandoned, keeping every connected node"
+    )
+
+    {:noreply, %{state | lookup: nil}}
   end
 
   def handle_info({:connect_done, pid, node, result, duration}, state) do
@@ -195,7 +242,15 @@ defmodule Caravan.Cluster.DnsStrategy do
   defp poll(%{lookup: nil, config: config} = state) do
     Process.send_after(self(), :poll, config.poll_interval)
     parent = self()
-    pid = spawn_link(fn -> send(parent, {:lookup_done, self(), discover(config)}) end)
+    known = Membership.known(state.membership)
+    tcp_first = state.udp_carries != nil
+
+    pid =
+      spawn_link(fn ->
+        send(parent, {:lookup_done, self(), discover(config, known, tcp_first)})
+      end)
+
+    Process.send_after(self(), {:lookup_deadline, pid}, config.lookup_deadline)
     %{state | lookup: pid}
   end
 
@@ -215,26 +270,34 @@ defmodule Caravan.Cluster.DnsStrategy do
     state
   end
 
-  defp handle_lookup({:ok, found, 0}, %{config: config} = state) do
-    debug(state, "found nodes #{inspect(found)}")
-    {membership, gone} = Membership.observe(state.membership, found, config.disconnect_after)
+  defp handle_lookup(
+         {:ok, %{nodes: found, evidence: evidence} = result},
+         %{config: config} = state
+       ) do
+    debug(state, "found nodes #{inspect(found)} (#{describe_evidence(evidence)})")
+
+    udp_carries =
+      cond do
+        result.trimmed != nil -> result.trimmed
+        state.udp_carries != nil and result.targets < state.udp_carries -> nil
+        true -> state.udp_carries
+      end
+
+    state = %{state | udp_carries: udp_carries}
+
+    {membership, gone} =
+      Membership.observe(state.membership, found, config.disconnect_after, evidence)
+
     state = %{state | membership: membership}
     disconnect(state, gone)
     connect(state, found)
   end
 
-  # Some targets could not be resolved: an answer that may lack live nodes
-  # counts no misses.
-  defp handle_lookup({:ok, found, unresolved}, state) do
-    debug(
-      state,
-      "found nodes #{inspect(found)}, and #{unresolved} target(s) without an address; " <>
-        "no node counts as missing from this answer"
-    )
+  defp describe_evidence(%{complete: false}),
+    do: "not known to be complete: no node counts as missing"
 
-    state = %{state | membership: Membership.seen(state.membership, found)}
-    connect(state, found)
-  end
+  defp describe_evidence(%{self_listed: true}), do: "complete"
+  defp describe_evidence(_), do: "complete; this node not listed"
 
   ## Connecting
 
@@ -384,23 +447,46 @@ defmodule Caravan.Cluster.DnsStrategy do
 
   ## Lookups and names
 
-  defp lookup(%Config{dns_client: client, query: query} = config) do
+  # {:ok, %{targets: records, complete: boolean}}. A client without
+  # answer/2 says nothing of completeness: its answers are taken as complete,
+  # as before it was asked (it would otherwise never prune).
+  defp lookup(%Config{dns_client: client, query: query} = config, extra) do
     Code.ensure_loaded(client)
+    opts = config.dns_opts |> Keyword.put(:resolve_addresses, config.node_host == :address)
+    opts = Keyword.merge(opts, extra)
 
-    if function_exported?(client, :lookup, 2) do
-      opts = Keyword.put(config.dns_opts, :resolve_addresses, config.node_host == :address)
+    cond do
+      function_exported?(client, :answer, 2) ->
+        case client.answer(query, opts) do
+          {:ok, %{targets: records, complete: complete} = answer}
+          when is_list(records) and is_boolean(complete) ->
+            {:ok, answer}
 
-      case client.lookup(query, opts) do
-        {:ok, records} when is_list(records) -> {:ok, records}
-        {:error, reason} -> {:error, reason}
-        other -> {:error, {:bad_client_answer, other}}
-      end
-    else
-      case client.get_nodes(query) do
-        [] -> {:error, :empty_answer_from_legacy_client}
-        records when is_list(records) -> {:ok, Enum.map(records, &legacy_record/1)}
-        other -> {:error, {:bad_client_answer, other}}
-      end
+          {:error, reason} ->
+            {:error, reason}
+
+          other ->
+            {:error, {:bad_client_answer, other}}
+        end
+
+      function_exported?(client, :lookup, 2) ->
+        case client.lookup(query, opts) do
+          {:ok, records} when is_list(records) -> {:ok, %{targets: records, complete: true}}
+          {:error, reason} -> {:error, reason}
+          other -> {:error, {:bad_client_answer, other}}
+        end
+
+      true ->
+        case client.get_nodes(query) do
+          [] ->
+            {:error, :empty_answer_from_legacy_client}
+
+          records when is_list(records) ->
+            {:ok, %{targets: Enum.map(records, &legacy_record/1), complete: true}}
+
+          other ->
+            {:error, {:bad_client_answer, other}}
+        end
     end
   end
 

@@ -34,13 +34,54 @@ defmodule Caravan.Cluster.MembershipTest do
     end
   end
 
+  describe "observe/4: evidence of absence" do
+    test "an answer not known to be complete counts no misses, but joins" do
+      m = Membership.new()
+      partial = %{complete: false, self_listed: false}
+      {m, []} = Membership.observe(m, [:a@h, :b@h], 1)
+      {m, []} = Membership.observe(m, [:a@h, :c@h], 1, partial)
+      assert Membership.known(m) == [:a@h, :b@h, :c@h]
+      {_m, [:b@h, :c@h]} = Membership.observe(m, [:a@h], 1)
+    end
+
+    test "once this node was listed, an answer that leaves it out counts no misses" do
+      m = Membership.new()
+      listed = %{complete: true, self_listed: true}
+      {m, []} = Membership.observe(m, [:a@h, :b@h], 1, listed)
+      # Empty (every check failing at once), or wrong about this node.
+      for _ <- 1..10, do: {_, []} = Membership.observe(m, [], 1)
+      {m, []} = Membership.observe(m, [], 1)
+      # A real scale-down, this node still listed: pruned at once.
+      {_m, [:b@h]} = Membership.observe(m, [:a@h], 1, listed)
+    end
+  end
+
   describe "candidates/6" do
     test "skips self, connected, in-flight and backing-off nodes" do
       m = Membership.new() |> Membership.connect_result(:d@h, :error, 0, 1000, 1000)
       m = Membership.connect_result(m, :d@h, :error, 0, 1000, 1000)
       found = [:self@h, :a@h, :b@h, :c@h, :d@h, :e@h]
       assert Membership.candidates(m, found, [:a@h], [:b@h], :self@h, 10) == [:c@h, :e@h]
-      assert Membership.candidates(m, found, [:a@h], [:b@h], :self@h, 1_000) == [:c@h, :d@h, :e@h]
+      # Never-tried peers first, then the failing one.
+      assert Membership.candidates(m, found, [:a@h], [:b@h], :self@h, 1_000) == [:c@h, :e@h, :d@h]
+    end
+
+    test "retries rotate: the one due longest goes first" do
+      m =
+        Enum.reduce([{:x@h, 0}, {:y@h, 100}, {:z@h, 200}], Membership.new(), fn {n, t}, m ->
+          Membership.connect_result(m, n, :error, t, 1000, 1000)
+        end)
+
+      assert Membership.candidates(m, [:z@h, :y@h, :new@h, :x@h], [], [], :self@h, 5_000) ==
+               [:new@h, :x@h, :y@h, :z@h]
+
+      m = Membership.connect_result(m, :x@h, :error, 5_000, 1000, 1000)
+
+      assert Membership.candidates(m, [:z@h, :y@h, :x@h], [], [], :self@h, 10_000) == [
+               :y@h,
+               :z@h,
+               :x@h
+             ]
     end
   end
 
