@@ -1,0 +1,194 @@
+defmodule Caravan.Cluster.FleetTest do
+  # Membership at fleet scale against the Consul fixture (trimmed, shuffled
+  # UDP answers), with a fake cluster: connect / disconnect / list MFAs that
+  # report to the test process, as libcluster's own tests do.
+  use ExUnit.Case, async: true
+
+  import ExUnit.CaptureLog
+
+  alias Caravan.Cluster.DnsStrategy
+  alias Caravan.Test.{ConsulDns, FakeDns, RawDnsServer}
+
+  @poll 100
+  @service "fleet"
+  @query "fleet.service.consul"
+
+  def connect(test, connected, node) do
+    send(test, {:connect, node})
+
+    cond do
+      String.contains?(Atom.to_string(node), "stalled") -> Process.sleep(:infinity)
+      true -> Agent.update(connected, &Enum.uniq([node | &1])) && true
+    end
+  end
+
+  def disconnect(test, connected, node) do
+    send(test, {:disconnect, node})
+    Agent.update(connected, &List.delete(&1, node))
+    true
+  end
+
+  def list(connected), do: Agent.get(connected, & &1)
+
+  defp start(config) do
+    {:ok, connected} = Agent.start_link(fn -> [] end)
+
+    state = %Cluster.Strategy.State{
+      topology: :fleet,
+      connect: {__MODULE__, :connect, [self(), connected]},
+      disconnect: {__MODULE__, :disconnect, [self(), connected]},
+      list_nodes: {__MODULE__, :list, [connected]},
+      config:
+        Keyword.merge(
+          [query: @query, node_sname: "app", node_host: :address, poll_interval: @poll],
+          config
+        )
+    }
+
+    Process.put(:strategy, start_supervised!({DnsStrategy, [state]}))
+    connected
+  end
+
+  defp instances(range), do: for(i <- range, do: {{127, 1, div(i, 200), rem(i, 200) + 1}, 4001})
+  defp node_of({{a, b, c, d}, port}), do: :"app-#{port}@#{a}.#{b}.#{c}.#{d}"
+
+  defp disconnects, do: drain({:disconnect, :_}, [])
+
+  defp drain(pattern, acc) do
+    receive do
+      {:disconnect, node} -> drain(pattern, [node | acc])
+    after
+      0 -> Enum.reverse(acc)
+    end
+  end
+
+  test "150 instances behind trimmed, shuffled UDP answers: all joined, none wrongly dropped, the removed pruned on time" do
+    consul = ConsulDns.start!()
+    all = instances(1..150)
+    ConsulDns.set(consul, @service, all)
+
+    capture_log(fn ->
+      connected = start(nameservers: [ConsulDns.nameserver(consul)], disconnect_after: 3)
+      wait_until(fn -> length(Agent.get(connected, & &1)) == 150 end, 10_000)
+      polls_before = ConsulDns.queries(consul)
+      Process.sleep(40 * @poll)
+      assert disconnects() == []
+      assert length(Agent.get(connected, & &1)) == 150
+      # After the first TCP confirmation, polls ask over TCP first: about
+      # one query a poll, not two.
+      %{udp: udp, tcp: tcp} = ConsulDns.queries(consul)
+      assert udp - polls_before.udp <= 2
+      assert (tcp - polls_before.tcp) in 30..45
+
+      # Ten instances go for good: exactly those are pruned, within
+      # disconnect_after + 1 polls.
+      {gone, staying} = Enum.split(all, 10)
+      ConsulDns.set(consul, @service, staying)
+      Process.sleep((3 + 1) * @poll + 50)
+      assert Enum.sort(disconnects()) == Enum.sort(Enum.map(gone, &node_of/1))
+      Process.sleep(10 * @poll)
+      assert disconnects() == []
+    end)
+  end
+
+  test "A/AAAA follow-ups failing for 10 polls disconnect nobody" do
+    failing = :atomics.new(1, [])
+
+    answer = fn query ->
+      {:ok, msg} = :inet_dns.decode(query)
+      [q] = :inet_dns.msg(msg, :qdlist)
+      name = to_string(:inet_dns.dns_query(q, :domain))
+
+      cond do
+        String.starts_with?(name, "fleet.") ->
+          records = for i <- 1..4, do: {@query, :srv, {1, 1, 4001, ~c"n#{i}.example"}}
+          RawDnsServer.response(query, records, [])
+
+        :atomics.get(failing, 1) == 1 ->
+          RawDnsServer.rcode_reply(query, :servfail)
+
+        :inet_dns.dns_query(q, :type) == :a ->
+          "n" <> <<i, _::binary>> = name
+          RawDnsServer.response(query, [{name, :a, {127, 2, 0, i - ?0}}], [])
+
+        true ->
+          RawDnsServer.response(query, [], [])
+      end
+    end
+
+    ns = RawDnsServer.nameserver(RawDnsServer.start!(answer: answer))
+
+    capture_log(fn ->
+      connected = start(nameservers: [ns], disconnect_after: 2, timeout: 500)
+      wait_until(fn -> length(Agent.get(connected, & &1)) == 4 end, 5_000)
+      :atomics.put(failing, 1, 1)
+      Process.sleep(10 * @poll)
+      assert disconnects() == []
+      assert length(Agent.get(connected, & &1)) == 4
+    end)
+  end
+
+  test "40 stalled peers listed first never starve a healthy new one" do
+    FakeDns.serve(@query, [{:ok, stalled()}])
+
+    capture_log(fn ->
+      start(
+        dns_client: FakeDns,
+        node_host: :target,
+        poll_interval: 200,
+        connect_timeout: 200,
+        disconnect_after: :never
+      )
+
+      # The stalled peers fill every connect slot, poll after poll.
+      Process.sleep(5 * 200)
+      drain_connects()
+      FakeDns.set(@query, [{:ok, stalled() ++ [record(5000, "healthy")]}])
+      assert_receive {:connect, :"app-5000@healthy"}, 2 * 200 + 100
+    end)
+  end
+
+  defp stalled, do: for(i <- 1..40, do: record(4000 + i, "stalled#{i}"))
+  defp record(port, host), do: %{port: port, host: host, priority: 1, weight: 1, addresses: []}
+
+  defp drain_connects do
+    receive do
+      {:connect, _} -> drain_connects()
+    after
+      0 -> :ok
+    end
+  end
+
+  test "a dns_client that never returns: polls go on, and the strategy answers throughout" do
+    FakeDns.serve(@query, [{:ok, [record(4001, "a")]}, {:hang, :infinity, {:ok, []}}])
+
+    log =
+      capture_log(fn ->
+        start(dns_client: FakeDns, node_host: :target, timeout: 200)
+        pid = Process.get(:strategy)
+        assert_receive {:connect, :"app-4001@a"}, 1_000
+
+        for _ <- 1..10 do
+          assert %{lookup: _} = :sys.get_state(pid, 100)
+          Process.sleep(100)
+        end
+
+        # Deadline 2 * 200 + 1000 ms: the next poll runs within
+        # 2 * poll_interval + the deadline of the hung one.
+        calls = length(FakeDns.calls(@query))
+        Process.sleep(2 * @poll + 2 * 200 + 1_000)
+        assert length(FakeDns.calls(@query)) > calls
+        assert disconnects() == []
+      end)
+
+    assert log =~ "gave no answer within 1400 ms"
+  end
+
+  defp wait_until(fun, timeout) do
+    cond do
+      fun.() -> :ok
+      timeout <= 0 -> flunk("condition not met in time")
+      true -> Process.sleep(20) && wait_until(fun, timeout - 20)
+    end
+  end
+end
