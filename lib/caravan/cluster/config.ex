@@ -44,9 +44,18 @@ defmodule Caravan.Cluster.Config do
       ticks are both about `poll_interval` long, so which poll it clears
       varies).
     * `:max_nodes` - most peers taken from one answer. Default `1024`.
+    * `:max_new_names` - most new node-name atoms one poll may create; names
+      past it wait for later polls, so one burst of forged records cannot
+      spend the whole `:max_node_names` budget. Default `256`.
     * `:max_node_names` - lifetime cap, per topology, on the node-name atoms
-      this strategy creates (atoms are never garbage-collected). Names past
-      it are refused with an error log. Default `10000`.
+      this strategy creates (atoms are never garbage-collected); names that
+      already exist as atoms never count. At 80% of it a warning is logged
+      and `[:caravan, :node_names, :near_limit]` is emitted; past it, new
+      names are refused (peers already named keep working), each refusal
+      logged as an error with `[:caravan, :node_names, :refused]`. Raise it,
+      or the VM's `+t` atom limit, before it is reached. Default: 1% of the
+      VM's atom limit (`:erlang.system_info(:atom_limit)`), at least 1,000:
+      10,485 with the default limit.
     * `:topology` - the topology name, for logs and telemetry. Set by
       libcluster; default `:caravan` when used alone.
     * `:connect`, `:disconnect`, `:list_nodes` - `{module, function, args}`
@@ -77,6 +86,7 @@ defmodule Caravan.Cluster.Config do
           max_backoff: non_neg_integer(),
           max_nodes: pos_integer(),
           max_node_names: pos_integer(),
+          max_new_names: pos_integer(),
           meta: term()
         }
 
@@ -99,7 +109,8 @@ defmodule Caravan.Cluster.Config do
             connect_concurrency: 16,
             max_backoff: nil,
             max_nodes: 1024,
-            max_node_names: 10_000,
+            max_node_names: nil,
+            max_new_names: 256,
             meta: nil
 
   @state_keys [:topology, :connect, :disconnect, :list_nodes, :meta]
@@ -116,7 +127,8 @@ defmodule Caravan.Cluster.Config do
                  :connect_concurrency,
                  :max_backoff,
                  :max_nodes,
-                 :max_node_names
+                 :max_node_names,
+                 :max_new_names
                ] ++ @dns_keys
 
   @doc """
@@ -260,7 +272,15 @@ defmodule Caravan.Cluster.Config do
         fetch(
           config,
           :max_node_names,
-          defaults.max_node_names,
+          max(1_000, div(:erlang.system_info(:atom_limit), 100)),
+          &pos_integer?/1,
+          "a positive integer"
+        ),
+      max_new_names:
+        fetch(
+          config,
+          :max_new_names,
+          defaults.max_new_names,
           &pos_integer?/1,
           "a positive integer"
         )

@@ -507,32 +507,88 @@ defmodule Caravan.Cluster.DnsStrategy do
       )
     end
 
-    {nodes, refused} =
-      Enum.reduce(records, {[], 0}, fn record, {nodes, refused} ->
+    minted_before = NodeNames.minted(config.topology)
+
+    {nodes, counts} =
+      Enum.reduce(records, {[], %{refused: 0, deferred: 0, new: 0}}, fn record, {nodes, counts} ->
         with {:ok, name} <- NodeNames.name(record, config.node_sname, config.node_host),
-             {:ok, node} <- NodeNames.to_node(name, config.topology, config.max_node_names) do
-          {[node | nodes], refused}
+             {:ok, node} <- to_node(name, config, counts.new) do
+          {[node | nodes], counts}
         else
+          {:new, node} ->
+            {[node | nodes], %{counts | new: counts.new + 1}}
+
           {:error, :budget_exhausted} ->
-            {nodes, refused + 1}
+            {nodes, %{counts | refused: counts.refused + 1}}
+
+          {:error, :not_yet} ->
+            {nodes, %{counts | deferred: counts.deferred + 1}}
 
           {:error, message} ->
             log(:warning, config, "ignoring DNS record #{inspect(record, limit: 10)}: #{message}")
-            {nodes, refused}
+            {nodes, counts}
         end
       end)
 
-    if refused > 0 do
+    report_names(config, minted_before, counts)
+    nodes |> Enum.reverse() |> Enum.uniq()
+  end
+
+  # An existing atom, or a new one while this poll may still create one.
+  defp to_node(name, config, new_so_far) do
+    case NodeNames.to_node(name, config.topology, config.max_node_names, false) do
+      {:error, :not_yet} when new_so_far < config.max_new_names ->
+        with {:ok, node} <- NodeNames.to_node(name, config.topology, config.max_node_names),
+             do: {:new, node}
+
+      other ->
+        other
+    end
+  end
+
+  defp report_names(config, minted_before, counts) do
+    minted = NodeNames.minted(config.topology)
+    budget = config.max_node_names
+    near = div(budget * 4, 5)
+    measurements = %{minted: minted, budget: budget}
+    metadata = %{topology: config.topology}
+
+    if minted_before < near and minted >= near do
+      log(
+        :warning,
+        config,
+        "topology #{inspect(config.topology)} has created #{minted} node-name atoms, 80% of its " <>
+          "max_node_names budget (#{budget}); past it new peers are refused. Atoms are never freed: " <>
+          "if DNS is trustworthy, raise max_node_names"
+      )
+
+      caravan_telemetry([:node_names, :near_limit], measurements, metadata)
+    end
+
+    if counts.refused > 0 do
       log(
         :error,
         config,
-        "refused #{refused} new node name(s): topology #{inspect(config.topology)} has already created " <>
-          "#{NodeNames.minted(config.topology)} node-name atoms, its max_node_names budget " <>
-          "(#{config.max_node_names}). Atoms are never freed; if DNS is trustworthy, raise max_node_names"
+        "refused #{counts.refused} new node name(s): topology #{inspect(config.topology)} has already " <>
+          "created #{minted} node-name atoms, its max_node_names budget (#{budget}). Atoms are " <>
+          "never freed; if DNS is trustworthy, raise max_node_names"
+      )
+
+      caravan_telemetry(
+        [:node_names, :refused],
+        Map.put(measurements, :count, counts.refused),
+        metadata
       )
     end
 
-    nodes |> Enum.reverse() |> Enum.uniq()
+    if counts.deferred > 0 do
+      log(
+        :warning,
+        config,
+        "#{counts.deferred} new node name(s) left for later polls: at most max_new_names " <>
+          "(#{config.max_new_names}) are created per poll"
+      )
+    end
   end
 
   ## Logging and telemetry
@@ -555,6 +611,14 @@ defmodule Caravan.Cluster.DnsStrategy do
   defp telemetry(event, measurements, metadata) do
     if Code.ensure_loaded?(:telemetry) do
       apply(:telemetry, :execute, [[:libcluster | event], measurements, metadata])
+    end
+
+    :ok
+  end
+
+  defp caravan_telemetry(event, measurements, metadata) do
+    if Code.ensure_loaded?(:telemetry) do
+      apply(:telemetry, :execute, [[:caravan | event], measurements, metadata])
     end
 
     :ok

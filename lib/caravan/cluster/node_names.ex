@@ -60,14 +60,16 @@ defmodule Caravan.Cluster.NodeNames do
 
   @doc """
   Returns the atom for the node name `name` (a binary built by
-  `Caravan.Native.peer_name/3`), creating it only while `topology` has created
-  fewer than `budget` atoms.
+  `Caravan.Native.peer_name/3`). A name that is already an atom costs
+  nothing; a new one is created only when `new?` (else `{:error, :not_yet}`)
+  and while `topology` has created fewer than `budget` atoms.
   """
-  @spec to_node(String.t(), atom(), pos_integer()) :: {:ok, node()} | {:error, :budget_exhausted}
-  def to_node(name, topology, budget) when is_binary(name) do
+  @spec to_node(String.t(), atom(), pos_integer(), boolean()) ::
+          {:ok, node()} | {:error, :budget_exhausted | :not_yet}
+  def to_node(name, topology, budget, new? \\ true) when is_binary(name) do
     {:ok, String.to_existing_atom(name)}
   rescue
-    ArgumentError -> mint(name, topology, budget)
+    ArgumentError -> if new?, do: mint(name, topology, budget), else: {:error, :not_yet}
   end
 
   @doc "How many atoms `topology` has created so far."

@@ -33,8 +33,10 @@ defmodule Caravan.Cluster.FleetTest do
   defp start(config) do
     {:ok, connected} = Agent.start_link(fn -> [] end)
 
+    {topology, config} = Keyword.pop(config, :topology, :fleet)
+
     state = %Cluster.Strategy.State{
-      topology: :fleet,
+      topology: topology,
       connect: {__MODULE__, :connect, [self(), connected]},
       disconnect: {__MODULE__, :disconnect, [self(), connected]},
       list_nodes: {__MODULE__, :list, [connected]},
@@ -146,6 +148,62 @@ defmodule Caravan.Cluster.FleetTest do
       FakeDns.set(@query, [{:ok, stalled() ++ [record(5000, "healthy")]}])
       assert_receive {:connect, :"app-5000@healthy"}, 2 * 200 + 100
     end)
+  end
+
+  test "a forged burst of 10x the per-poll rate leaves room for an honest newcomer" do
+    topology = :"burst#{System.unique_integer([:positive])}"
+    forged = for i <- 1..100, do: record(6000 + i, "forged-#{topology}-#{i}")
+    FakeDns.serve(@query, [{:ok, forged}])
+
+    log =
+      capture_log(fn ->
+        start(
+          topology: topology,
+          dns_client: FakeDns,
+          node_host: :target,
+          max_new_names: 10,
+          max_node_names: 100,
+          disconnect_after: :never
+        )
+
+        Process.sleep(@poll + 50)
+        honest = record(5000, "honest-#{topology}")
+        FakeDns.set(@query, [{:ok, [honest]}])
+        honest_node = :"app-5000@honest-#{topology}"
+        assert_receive {:connect, ^honest_node}, 2 * @poll + 100
+      end)
+
+    assert log =~ "90 new node name(s) left for later polls: at most max_new_names (10)"
+    assert Caravan.Cluster.NodeNames.minted(topology) <= 20
+  end
+
+  test "the name budget warns at 80%, and every refusal is an error with telemetry" do
+    :telemetry.attach(self())
+    topology = :"budget#{System.unique_integer([:positive])}"
+    fresh = fn poll -> for i <- 1..10, do: record(6000 + i, "f#{poll}-#{topology}-#{i}") end
+    FakeDns.serve(@query, for(poll <- 1..4, do: {:ok, fresh.(poll)}))
+
+    log =
+      capture_log(fn ->
+        start(
+          topology: topology,
+          dns_client: FakeDns,
+          node_host: :target,
+          max_node_names: 20,
+          disconnect_after: :never
+        )
+
+        assert_receive {:telemetry, [:caravan, :node_names, :near_limit],
+                        %{minted: 20, budget: 20}, %{topology: ^topology}},
+                       1_000
+
+        assert_receive {:telemetry, [:caravan, :node_names, :refused], %{count: 10, budget: 20},
+                        %{topology: ^topology}},
+                       1_000
+      end)
+
+    assert log =~ "80% of its max_node_names budget (20)"
+    assert log =~ "refused 10 new node name(s)"
   end
 
   defp stalled, do: for(i <- 1..40, do: record(4000 + i, "stalled#{i}"))
