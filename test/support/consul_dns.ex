@@ -77,6 +77,16 @@ defmodule Caravan.Test.ConsulDns do
     Agent.update(state, &Map.put(&1, service, instances))
   end
 
+  @doc """
+  How a service with no instance passing is answered: `:nxdomain` (the
+  default, `errNameNotFound`) or `:nodata`, NOERROR with no records
+  (`errNoData`, what Consul answers when the instances give no record).
+  """
+  @spec empty_answer(t(), :nxdomain | :nodata) :: :ok
+  def empty_answer(%__MODULE__{state: state}, how) when how in [:nxdomain, :nodata] do
+    Agent.update(state, &Map.put(&1, {:empty, :answer}, how))
+  end
+
   @doc "The fixture as a nameserver entry, `\"127.0.0.1:PORT\"`."
   @spec nameserver(t()) :: String.t()
   def nameserver(%__MODULE__{server: server}), do: RawDnsServer.nameserver(server)
@@ -100,7 +110,12 @@ defmodule Caravan.Test.ConsulDns do
       end
 
     if instances == [] or :inet_dns.dns_query(question, :type) != :srv do
-      reply(query, :nxdomain, [], [], payload, false)
+      rcode =
+        if service_of(name) && Agent.get(state, &Map.get(&1, {:empty, :answer})) == :nodata,
+          do: :noerror,
+          else: :nxdomain
+
+      reply(query, rcode, [], [], payload, false)
     else
       {answers, glue} =
         instances |> Enum.shuffle() |> Enum.map(&records(name, &1, opts)) |> Enum.unzip()
@@ -191,7 +206,7 @@ defmodule Caravan.Test.ConsulDns do
         rcode: Map.fetch!(@rcodes, rcode)
       )
 
-    authority = if rcode == :nxdomain, do: [soa()], else: []
+    authority = if answers == [], do: [soa()], else: []
 
     bytes =
       :inet_dns.encode(
