@@ -33,28 +33,40 @@ defmodule Caravan.Cluster.DnsStrategy do
   ## Behaviour
 
     * The first poll runs at start, then one every `poll_interval`. At most one
-      lookup is in flight: a tick that finds one still running is skipped.
+      lookup is in flight: a tick that finds one still running is skipped. A
+      lookup that has not answered within twice `:timeout` plus a second
+      (room for a TCP confirmation) is killed, whatever the client, and the
+      poll counts as failed.
     * Lookups and connect attempts run in processes of their own, so the
       strategy always answers (`:sys.get_state/1` included) while DNS hangs.
     * New peers are connected in parallel, at most `connect_concurrency` at
       once, each attempt abandoned after `connect_timeout`: a peer that
       accepts TCP and never completes the handshake delays nobody else.
       A peer whose attempts fail waits (see `Caravan.Cluster.Membership`)
-      before the next.
+      before the next; peers never tried go first, and retries rotate.
     * A node found earlier and missing from `disconnect_after` consecutive
-      *successful* answers is disconnected. A failed lookup, or an empty answer
-      from a legacy client that cannot tell failure from emptiness, never
-      disconnects anything; an answer with unresolved targets (their A/AAAA
-      lookups failed) counts no node as missing; and nodes connected by
-      other means are never touched.
+      successful answers that are evidence of absence is disconnected (see
+      `Caravan.Cluster.Membership`): a UDP answer that may have been trimmed
+      (`Caravan.DnsClient.answer/2`) and lacks a known node is asked again
+      over TCP, and polls then ask over TCP first until the service is
+      smaller than what UDP carried; an answer with unresolved targets, or
+      one that leaves out this node once it has been listed (an empty one,
+      say), counts no misses. Joins come from any answer. A failed lookup,
+      or an empty answer from a legacy client that cannot tell failure from
+      emptiness, never disconnects anything, and nodes connected by other
+      means are never touched. A client with only `lookup/2` has its
+      answers taken as complete.
     * Node names are built in Rust from validated records only, at most
-      `max_nodes` per answer, and at most `max_node_names` new atoms per
-      topology over the VM's life (`Caravan.Cluster.NodeNames`).
+      `max_nodes` per answer, at most `max_new_names` new atoms per poll and
+      `max_node_names` per topology over the VM's life, with a warning at
+      80% (`Caravan.Cluster.NodeNames`).
     * Logs go through `Logger` with `topology` metadata: connects, disconnects
       and failures at info/warning, found nodes at debug. When `:telemetry`
       is loaded (libcluster brings it), libcluster's own events are emitted:
       `[:libcluster, :connect_node, :ok | :error]` and
-      `[:libcluster, :disconnect_node, :ok | :error]`.
+      `[:libcluster, :disconnect_node, :ok | :error]`; and Caravan's
+      `[:caravan, :node_names, :near_limit | :refused]` (measurements
+      `minted`, `budget`, and `count` of refused names).
   """
 
   use GenServer
