@@ -22,9 +22,10 @@ defmodule Caravan.Cluster.Config do
       `answer/2` or `lookup/2` when given; the client's own defaults apply
       otherwise (see `Caravan.DnsClient.Options`). Ignored for legacy
       clients. Checked at start by the rules every lookup applies, whatever
-      the client. A poll whose lookup (with its TCP confirmation) has not
-      answered within twice `:timeout` plus one second is abandoned and
-      counts as failed, whatever the client.
+      the client. A poll whose lookup (its TCP confirmation included,
+      which gets what is left of `:timeout`) has not answered within
+      `:timeout` plus one second is abandoned and counts as failed, whatever
+      the client.
     * `:node_host` - `:target` (default) names peers after the SRV target,
       `<node_sname>-<port>@<target>`, as the original library did. `:address`
       names them after the target's IP address, `<node_sname>-<port>@10.0.1.5`
@@ -78,6 +79,7 @@ defmodule Caravan.Cluster.Config do
           list_nodes: mfa_tuple(),
           poll_interval: pos_integer(),
           dns_opts: keyword(),
+          dns_timeout: pos_integer(),
           lookup_deadline: pos_integer(),
           node_host: :target | :address,
           disconnect_after: pos_integer() | :never,
@@ -102,7 +104,8 @@ defmodule Caravan.Cluster.Config do
             list_nodes: {:erlang, :nodes, [:connected]},
             poll_interval: 5_000,
             dns_opts: [],
-            lookup_deadline: 11_000,
+            dns_timeout: 5_000,
+            lookup_deadline: 6_000,
             node_host: :target,
             disconnect_after: 3,
             connect_timeout: 5_000,
@@ -230,8 +233,8 @@ defmodule Caravan.Cluster.Config do
           "a module exporting lookup/2 or get_nodes/1"
         ),
       dns_opts: dns_opts,
-      # Two lookups (the answer and a TCP confirmation) and a grace second.
-      lookup_deadline: 2 * dns_timeout + 1_000,
+      dns_timeout: dns_timeout,
+      lookup_deadline: dns_timeout + 1_000,
       node_host:
         fetch(config, :node_host, :target, &(&1 in [:target, :address]), ":target or :address"),
       disconnect_after:

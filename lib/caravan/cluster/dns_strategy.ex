@@ -34,9 +34,9 @@ defmodule Caravan.Cluster.DnsStrategy do
 
     * The first poll runs at start, then one every `poll_interval`. At most one
       lookup is in flight: a tick that finds one still running is skipped. A
-      lookup that has not answered within twice `:timeout` plus a second
-      (room for a TCP confirmation) is killed, whatever the client, and the
-      poll counts as failed.
+      lookup that has not answered within `:timeout` plus a second (a TCP
+      confirmation included: it gets what is left of `:timeout`) is killed,
+      whatever the client, and the poll counts as failed.
     * Lookups and connect attempts run in processes of their own, so the
       strategy always answers (`:sys.get_state/1` included) while DNS hangs.
     * New peers are connected in parallel, at most `connect_concurrency` at
@@ -127,8 +127,11 @@ defmodule Caravan.Cluster.DnsStrategy do
   # is whole; `trimmed` then says how many targets UDP carried. With
   # `tcp_first` the first question goes over TCP.
   defp discover(config, known, tcp_first) do
+    started = System.monotonic_time(:millisecond)
+
     with {:ok, answer} <- lookup(config, if(tcp_first, do: [transport: :tcp], else: [])) do
-      {found, trimmed} = config |> found(answer) |> confirm(config, known)
+      left = config.dns_timeout - (System.monotonic_time(:millisecond) - started)
+      {found, trimmed} = config |> found(answer) |> confirm(config, known, left)
       nodes = List.delete(found.nodes, Node.self())
       evidence = %{complete: found.complete, self_listed: nodes != found.nodes}
       {:ok, %{nodes: nodes, evidence: evidence, targets: found.targets, trimmed: trimmed}}
@@ -146,13 +149,15 @@ defmodule Caravan.Cluster.DnsStrategy do
     }
   end
 
-  defp confirm(%{complete: true} = found, _config, _known), do: {found, nil}
+  # Within what is left of the poll's `timeout` (`left` ms).
+  defp confirm(%{complete: true} = found, _config, _known, _left), do: {found, nil}
 
-  defp confirm(found, config, known) do
+  defp confirm(found, config, known, left) do
     listed = MapSet.new(found.nodes)
 
-    with true <- Enum.any?(known, &(not MapSet.member?(listed, &1))),
-         {:ok, %{complete: true} = whole} <- lookup(config, transport: :tcp) do
+    with true <- left > 0,
+         true <- Enum.any?(known, &(not MapSet.member?(listed, &1))),
+         {:ok, %{complete: true} = whole} <- lookup(config, transport: :tcp, timeout: left) do
       {found(config, whole), found.targets}
     else
       _ -> {found, nil}

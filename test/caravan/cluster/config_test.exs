@@ -54,7 +54,7 @@ defmodule Caravan.Cluster.ConfigTest do
     assert config.max_nodes == 1024
     assert config.max_node_names == max(1_000, div(:erlang.system_info(:atom_limit), 100))
     assert config.max_new_names == 256
-    assert config.lookup_deadline == 2 * 5_000 + 1_000
+    assert config.lookup_deadline == 5_000 + 1_000
     assert config.dns_opts == []
   end
 
