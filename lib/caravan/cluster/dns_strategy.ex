@@ -145,12 +145,14 @@ defmodule Caravan.Cluster.DnsStrategy do
     %{
       nodes: to_nodes(records, config),
       complete: answer.complete and unresolved == [],
+      # Whole as the server sent it (TCP would add nothing).
+      whole: answer.complete,
       targets: length(answer.targets)
     }
   end
 
   # Within what is left of the poll's `timeout` (`left` ms).
-  defp confirm(%{complete: true} = found, _config, _known, _left), do: {found, nil}
+  defp confirm(%{whole: true} = found, _config, _known, _left), do: {found, nil}
 
   defp confirm(found, config, known, left) do
     listed = MapSet.new(found.nodes)
