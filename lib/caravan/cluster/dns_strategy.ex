@@ -373,7 +373,7 @@ defmodule Caravan.Cluster.DnsStrategy do
 
     case result do
       true ->
-        telemetry([:connect_node, :ok], %{duration: duration}, %{
+        telemetry([:libcluster, :connect_node, :ok], %{duration: duration}, %{
           node: node,
           topology: config.topology
         })
@@ -383,7 +383,7 @@ defmodule Caravan.Cluster.DnsStrategy do
       other ->
         reason = connect_failure_reason(other)
 
-        telemetry([:connect_node, :error], %{}, %{
+        telemetry([:libcluster, :connect_node, :error], %{}, %{
           node: node,
           topology: config.topology,
           reason: reason
@@ -428,10 +428,14 @@ defmodule Caravan.Cluster.DnsStrategy do
 
         case apply(mod, fun, args ++ [node]) do
           true ->
-            telemetry([:disconnect_node, :ok], %{duration: System.monotonic_time() - started}, %{
-              node: node,
-              topology: config.topology
-            })
+            telemetry(
+              [:libcluster, :disconnect_node, :ok],
+              %{duration: System.monotonic_time() - started},
+              %{
+                node: node,
+                topology: config.topology
+              }
+            )
 
             info(
               state,
@@ -446,7 +450,7 @@ defmodule Caravan.Cluster.DnsStrategy do
                 other -> inspect(other)
               end
 
-            telemetry([:disconnect_node, :error], %{}, %{
+            telemetry([:libcluster, :disconnect_node, :error], %{}, %{
               node: node,
               topology: config.topology,
               reason: reason
@@ -581,7 +585,7 @@ defmodule Caravan.Cluster.DnsStrategy do
           "if DNS is trustworthy, raise max_node_names"
       )
 
-      caravan_telemetry([:node_names, :near_limit], measurements, metadata)
+      telemetry([:caravan, :node_names, :near_limit], measurements, metadata)
     end
 
     if counts.refused > 0 do
@@ -593,8 +597,8 @@ defmodule Caravan.Cluster.DnsStrategy do
           "never freed; if DNS is trustworthy, raise max_node_names"
       )
 
-      caravan_telemetry(
-        [:node_names, :refused],
+      telemetry(
+        [:caravan, :node_names, :refused],
         Map.put(measurements, :count, counts.refused),
         metadata
       )
@@ -629,15 +633,7 @@ defmodule Caravan.Cluster.DnsStrategy do
   # apply/3 so that compiling Caravan does not need it.
   defp telemetry(event, measurements, metadata) do
     if Code.ensure_loaded?(:telemetry) do
-      apply(:telemetry, :execute, [[:libcluster | event], measurements, metadata])
-    end
-
-    :ok
-  end
-
-  defp caravan_telemetry(event, measurements, metadata) do
-    if Code.ensure_loaded?(:telemetry) do
-      apply(:telemetry, :execute, [[:caravan | event], measurements, metadata])
+      apply(:telemetry, :execute, [event, measurements, metadata])
     end
 
     :ok

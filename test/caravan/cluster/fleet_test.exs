@@ -157,14 +157,7 @@ defmodule Caravan.Cluster.FleetTest do
 
     log =
       capture_log(fn ->
-        start(
-          topology: topology,
-          dns_client: FakeDns,
-          node_host: :target,
-          max_new_names: 10,
-          max_node_names: 100,
-          disconnect_after: :never
-        )
+        start_named(topology, max_new_names: 10, max_node_names: 100)
 
         Process.sleep(@poll + 50)
         honest = record(5000, "honest-#{topology}")
@@ -185,13 +178,7 @@ defmodule Caravan.Cluster.FleetTest do
 
     log =
       capture_log(fn ->
-        start(
-          topology: topology,
-          dns_client: FakeDns,
-          node_host: :target,
-          max_node_names: 20,
-          disconnect_after: :never
-        )
+        start_named(topology, max_node_names: 20)
 
         assert_receive {:telemetry, [:caravan, :node_names, :near_limit],
                         %{minted: 20, budget: 20}, %{topology: ^topology}},
@@ -204,6 +191,14 @@ defmodule Caravan.Cluster.FleetTest do
 
     assert log =~ "80% of its max_node_names budget (20)"
     assert log =~ "refused 10 new node name(s)"
+  end
+
+  # A strategy of its own topology (its own name budget) on FakeDns.
+  defp start_named(topology, config) do
+    start(
+      [topology: topology, dns_client: FakeDns, node_host: :target, disconnect_after: :never] ++
+        config
+    )
   end
 
   defp stalled, do: for(i <- 1..40, do: record(4000 + i, "stalled#{i}"))
