@@ -1,7 +1,9 @@
 defmodule Caravan.DnsClientCancelTest do
-  # Lookups whose callers die: their turns and sockets are given back at
-  # once, and a dead nameserver never holds up lookups to a live one. Not
-  # async: it counts the VM's open file descriptors.
+  # What a lookup costs in time and sockets: callers that die give back their
+  # turns and sockets at once, a dead nameserver never holds up lookups to a
+  # live one, a slow one costs no more than its delay, a closed port fails
+  # at once. Not async: it counts the VM's open file descriptors, and its
+  # time bounds should not share the machine with other tests.
   use ExUnit.Case, async: false
 
   alias Caravan.Test.{DnsServer, Dnsmasq, RawDnsServer}
@@ -88,6 +90,52 @@ defmodule Caravan.DnsClientCancelTest do
       Process.exit(pid, :kill)
     end
   end
+
+  for client <- [Caravan.DnsClient, Caravan.DnsClient.InetRes] do
+    @client client
+
+    describe inspect(client) do
+      test "a closed port is :unreachable at once, over UDP too" do
+        {:ok, socket} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
+        {:ok, port} = :inet.port(socket)
+        :ok = :gen_tcp.close(socket)
+
+        for transport <- [:udp, :tcp] do
+          started = System.monotonic_time(:millisecond)
+
+          assert {:error, {:unreachable, message}} =
+                   @client.lookup(@service,
+                     nameservers: ["127.0.0.1:#{port}"],
+                     transport: transport,
+                     timeout: 5000
+                   )
+
+          elapsed = System.monotonic_time(:millisecond) - started
+          assert elapsed <= 100, "#{transport}: #{elapsed} ms"
+          assert message =~ "refused"
+        end
+      end
+
+      test "a nameserver answering after 450 ms is waited for, not asked again" do
+        server =
+          RawDnsServer.start!(
+            delay: 450,
+            answer: &RawDnsServer.response(&1, [srv_answer(4001, "n1.node.dc1.consul")], [])
+          )
+
+        started = System.monotonic_time(:millisecond)
+
+        assert {:ok, [%{port: 4001}]} =
+                 @client.lookup(@service, nameservers: [RawDnsServer.nameserver(server)])
+
+        elapsed = System.monotonic_time(:millisecond) - started
+        assert elapsed <= 500, "took #{elapsed} ms"
+        assert RawDnsServer.queries(server) == %{udp: 1, tcp: 0}
+      end
+    end
+  end
+
+  defp srv_answer(port, target), do: {@service, :srv, {1, 1, port, to_charlist(target)}}
 
   defp open_fds, do: "/proc/self/fd" |> File.ls!() |> length()
 
