@@ -297,7 +297,16 @@ defmodule Caravan.Cluster.FaultsTest do
         |> Enum.chunk_every(2, 1, :discard)
         |> Enum.map(fn [a, b] -> b - a end)
 
-      assert Enum.min(gaps) >= 60, "queries #{Enum.min(gaps)} ms apart: lookups overlapped"
+      # One exception: the deadline runs from the call, on the caller's
+      # side, so when the machine starves the runtime's thread a query can
+      # leave just before its lookup's deadline and the next one a few ms
+      # later, with no overlap. Overlapping lookups would do that on nearly
+      # every tick; allow it for at most 1 gap in 100.
+      close = Enum.count(gaps, &(&1 < 60))
+
+      assert close <= div(length(gaps), 100),
+             "#{close} of #{length(gaps)} queries under 60 ms apart (min #{Enum.min(gaps)}): lookups overlapped"
+
       assert polls <= div(elapsed, 80) + 2
       assert Enum.max(queues) <= 2, "message queue grew: #{inspect(queues)}"
 
