@@ -103,13 +103,14 @@ defmodule Caravan.Cluster.DnsStrategyTest do
 
     log =
       capture_log(fn ->
-        start(ctx, poll_interval: 60_000, connect_timeout: 200)
+        strategy = start(ctx, poll_interval: 60_000, connect_timeout: 200)
         assert_receive {:connect, :"app-4001@stalled", stalled_pid}, 1_000
         assert_receive {:connect, :"app-4002@b", _}, 100
         assert_receive {:connect, :"app-4003@c", _}, 100
         ref = Process.monitor(stalled_pid)
         assert_receive {:DOWN, ^ref, :process, _, :killed}, 1_000
-        Process.sleep(50)
+        # The strategy logs in the handler that killed the attempt; wait for it to finish.
+        :sys.get_state(strategy)
       end)
 
     assert log =~
@@ -246,7 +247,7 @@ defmodule Caravan.Cluster.DnsStrategyTest do
       transport: :tcp
     )
 
-    Process.sleep(50)
+    Caravan.Test.Nodes.wait_until(fn -> FakeDns.calls(ctx.query) != [] end, 2_000, 10)
     assert [opts] = FakeDns.calls(ctx.query)
     assert opts[:nameservers] == ["127.0.0.1:8600"]
     assert opts[:timeout] == 300
