@@ -133,6 +133,15 @@ defmodule Caravan.DnsClient do
   @callback get_nodes(query :: String.t()) :: [{:inet.port_number(), String.t()}]
 
   @doc """
+  `c:get_nodes/1` with options: the original library's 0.6 contract. The
+  strategy calls it as 0.6 did: `get_nodes(query, [])` when `:nameservers`
+  is not set (or `[]`: the system resolver), else
+  `get_nodes(query, nameservers: [{ip_tuple, port}])`.
+  """
+  @callback get_nodes(query :: String.t(), opts :: keyword()) ::
+              [{:inet.port_number(), String.t()}]
+
+  @doc """
   Looks up the SRV records of `query`, shaped as described in the module
   documentation.
   """
@@ -147,7 +156,10 @@ defmodule Caravan.DnsClient do
   @callback answer(query :: String.t(), opts :: [Options.option()]) ::
               {:ok, answer()} | {:error, error()}
 
-  @optional_callbacks answer: 2
+  # Every callback is optional, so a client written for any version of the
+  # original (get_nodes/1 or get_nodes/2 only) compiles without warnings;
+  # Caravan.Cluster.Config checks at start that a client has one of them.
+  @optional_callbacks answer: 2, lookup: 2, get_nodes: 1, get_nodes: 2
 
   # A module cannot declare itself as its own behaviour (the callbacks do not
   # exist yet while it compiles), so the default client's two functions are
@@ -169,7 +181,21 @@ defmodule Caravan.DnsClient do
       #=>  {4370, "worker-3.node.dc1.consul"}]
   """
   @spec get_nodes(String.t()) :: [{:inet.port_number(), String.t()}]
-  def get_nodes(query), do: nodes(__MODULE__, query)
+  def get_nodes(query), do: nodes(__MODULE__, query, [])
+
+  @doc """
+  `get_nodes/1` with lookup options (`Caravan.DnsClient.Options`): the
+  original 0.6 API, `get_nodes(query, nameservers: [{{10, 0, 183, 34}, 8700}])`.
+  A list of nameservers alone is taken as `nameservers:`, in any form
+  (`[{"10.0.183.34", "8700"}]`, `["127.0.0.1:8600"]`...); `[]` asks the
+  system resolver.
+
+      Caravan.DnsClient.get_nodes("likes-dist.service.consul", nameservers: [{"127.0.0.1", "8600"}])
+      #=> [{24567, "0a000105.addr.dc1.consul"}, {31002, "0a000106.addr.dc1.consul"}]
+  """
+  @spec get_nodes(String.t(), [Options.option()] | [Options.nameserver()]) ::
+          [{:inet.port_number(), String.t()}]
+  def get_nodes(query, opts), do: nodes(__MODULE__, query, opts)
 
   @doc """
   Looks up the SRV records of `query` (such as `"likes-dist.service.consul"`
@@ -288,10 +314,12 @@ defmodule Caravan.DnsClient do
   end
 
   @doc false
-  # get_nodes/1 for any client module.
-  @spec nodes(module(), String.t()) :: [{:inet.port_number(), String.t()}]
-  def nodes(client, query) do
-    case client.lookup(query, []) do
+  # get_nodes/1 and get_nodes/2 for any client module.
+  @spec nodes(module(), String.t(), [Options.option()]) :: [{:inet.port_number(), String.t()}]
+  def nodes(client, query, opts) do
+    opts = if Keyword.keyword?(opts), do: opts, else: [nameservers: opts]
+
+    case client.lookup(query, opts) do
       {:ok, targets} ->
         Enum.map(targets, &{&1.port, &1.host})
 

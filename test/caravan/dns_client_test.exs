@@ -393,7 +393,7 @@ defmodule Caravan.DnsClientTest do
               {[max_records: 0], "expected :max_records"},
               {[transport: :sctp], "expected :transport to be :udp or :tcp"},
               {[resolve_addresses: 1], "expected :resolve_addresses to be true or false"},
-              {[nameservers: []], "expected :nameservers to be :system or a non-empty list"},
+              {[nameservers: {}], "expected :nameservers to be :system or a list"},
               {[nameservers: ~c"127.0.0.1:8600"], "wrap it in a list"},
               {[colour: :blue], "unknown DNS option(s) [:colour]"}
             ] do

@@ -73,4 +73,17 @@ defmodule Caravan.Test.FakeDns do
       end
     end
   end
+
+  defmodule Legacy06 do
+    @moduledoc """
+    A client with only the original 0.6 `get_nodes/2` contract (query,
+    options); the options it was given are recorded as the call's.
+    """
+    def get_nodes(query, opts) do
+      case Caravan.Test.FakeDns.lookup(query, opts) do
+        {:ok, records} -> Enum.map(records, &{&1.port, &1.host})
+        {:error, _} -> []
+      end
+    end
+  end
 end

@@ -1,71 +1,227 @@
 defmodule Caravan.Cluster.Config do
+  # One table holds every option: its key, default, check and doc. It drives
+  # the struct's defaults, the validation, the option list below and the
+  # "known options" of an error, so each default lives in one place.
+  @options [
+    [
+      key: :query,
+      default: :required,
+      type: :query,
+      doc: """
+      the SRV name to poll, such as `"likes-service-dist.service.consul"`.
+      `:consul_service` is accepted as an alias (the original library's name).
+      Checked at start by the rules the lookup applies (RFC 1035/1123)\
+      """
+    ],
+    [
+      key: :node_sname,
+      default: :required,
+      type: :sname,
+      doc:
+        "the first part of every peer's node name: peers are named `<node_sname>-<port>@<host>`"
+    ],
+    [
+      key: :poll_interval,
+      default: 5_000,
+      type: :ms,
+      doc: "milliseconds between polls; the first runs at start"
+    ],
+    [
+      key: :dns_client,
+      default: Caravan.DnsClient,
+      type: :dns_client,
+      doc: """
+      the module that answers the query: one implementing `Caravan.DnsClient`
+      (`answer/2` or `lookup/2`), or one with only `get_nodes/1` (the
+      original library's) or `get_nodes/2` (its 0.6 form, given the query and
+      `:nameservers`)\
+      """
+    ],
+    [
+      key: :nameservers,
+      default: :client,
+      type: :dns,
+      doc: """
+      where the client sends its queries, in any form of
+      `Caravan.DnsClient.Options` (`["127.0.0.1:8600"]`,
+      `[{"10.0.183.34", "8700"}]`...). `:system` or `[]` is the system
+      resolver (`/etc/resolv.conf`)\
+      """
+    ],
+    [
+      key: :timeout,
+      default: :client,
+      type: :dns,
+      doc: """
+      milliseconds a lookup may take. A poll whose lookup (a TCP confirmation
+      included, which gets what is left of it) has not answered within
+      `:timeout` plus one second is abandoned and counts as failed, whatever
+      the client\
+      """
+    ],
+    [
+      key: :transport,
+      default: :client,
+      type: :dns,
+      doc: "`:udp` or `:tcp`, as in `Caravan.DnsClient.Options`"
+    ],
+    [
+      key: :node_host,
+      default: :target,
+      type: {:one_of, [:target, :address]},
+      doc: """
+      `:target` names peers after the SRV target,
+      `<node_sname>-<port>@<target>`, as the original library did;
+      `:address` after the target's IP address, `<node_sname>-<port>@10.0.1.5`
+      (IPv6 as `:inet.ntoa/1` writes it), for nodes started with
+      `--name app-<port>@<ip>`, as Nomad jobs usually are\
+      """
+    ],
+    [
+      key: :disconnect_after,
+      default: 3,
+      type: :count_or_never,
+      doc: """
+      how many consecutive successful answers that are evidence of absence a
+      node found earlier must be missing from before it is disconnected (see
+      `Caravan.Cluster.Membership`); `:never` disables pruning\
+      """
+    ],
+    [
+      key: :connect_timeout,
+      default: 5_000,
+      type: :ms,
+      doc: "milliseconds one connect attempt may take before it is abandoned"
+    ],
+    [
+      key: :connect_concurrency,
+      default: 16,
+      type: :count,
+      doc: "connect attempts in flight at once"
+    ],
+    [
+      key: :max_backoff,
+      default: {:same_as, :poll_interval},
+      type: :non_neg_ms,
+      doc: """
+      longest wait, in milliseconds, before retrying a peer whose connects
+      keep failing: after its `n`th failure in a row a peer waits
+      `poll_interval * (2^(n-1) - 1)` ms, at most this, and is tried at the
+      first poll after that (so, by default, every one or two polls)\
+      """
+    ],
+    [
+      key: :max_nodes,
+      default: 1024,
+      type: :count,
+      doc: "most peers taken from one answer"
+    ],
+    [
+      key: :max_new_names,
+      default: 256,
+      type: :count,
+      doc: """
+      most new node-name atoms one poll may create; the rest wait for later
+      polls, so one burst of forged records cannot spend `:max_node_names`\
+      """
+    ],
+    [
+      key: :max_node_names,
+      default: :atom_limit,
+      type: :count,
+      doc: """
+      lifetime cap, per topology, on the node-name atoms this strategy
+      creates (atoms are never freed); names that already exist never count.
+      At 80% a warning is logged and `[:caravan, :node_names, :near_limit]`
+      emitted; past it new names are refused (peers already named keep
+      working), each refusal logged as an error with
+      `[:caravan, :node_names, :refused]`\
+      """
+    ],
+    [
+      key: :topology,
+      default: :caravan,
+      type: :atom,
+      from: :state,
+      doc: """
+      the topology's name, in logs (`[libcluster:<topology>]`), telemetry
+      metadata, the node-name budget and the child id. Set by libcluster;
+      give each standalone strategy its own\
+      """
+    ],
+    [
+      key: :connect,
+      default: {:net_kernel, :connect_node, []},
+      type: :mfa,
+      from: :state,
+      doc:
+        "`{module, function, args}` that connects a node (appended to `args`), as in libcluster"
+    ],
+    [
+      key: :disconnect,
+      default: {:erlang, :disconnect_node, []},
+      type: :mfa,
+      from: :state,
+      doc: "`{module, function, args}` that disconnects a node, as in libcluster"
+    ],
+    [
+      key: :list_nodes,
+      default: {:erlang, :nodes, [:connected]},
+      type: :mfa,
+      from: :state,
+      doc: "`{module, function, args}` that lists the connected nodes, as in libcluster"
+    ],
+    [
+      key: :meta,
+      default: nil,
+      type: :any,
+      from: :state,
+      doc: "libcluster's `meta`, kept as given"
+    ]
+  ]
+
+  @keys Enum.map(@options, & &1[:key])
+  @state_keys for opt <- @options, opt[:from] == :state, do: opt[:key]
+  @accepted_keys @keys ++ [:consul_service]
+  @dns_keys for opt <- @options, opt[:type] == :dns, do: opt[:key]
+
+  @default_docs %{
+    required: "required",
+    client: "the DNS client's (see `Caravan.DnsClient.Options`)",
+    atom_limit:
+      "1% of the VM's atom limit (`:erlang.system_info(:atom_limit)`), at least 1,000: 10,485 with the default limit"
+  }
+
+  option_docs =
+    Enum.map_join(@options, "\n", fn opt ->
+      default =
+        case opt[:default] do
+          {:same_as, key} -> "the value of `#{inspect(key)}`"
+          value -> Map.get(@default_docs, value, "`#{inspect(value)}`")
+        end
+
+      doc = opt[:doc] |> String.trim() |> String.replace("\n", "\n    ")
+      "  * `#{inspect(opt[:key])}` - #{doc}. Default: #{default}."
+    end)
+
   @moduledoc """
   The options of `Caravan.Cluster.DnsStrategy`, validated once at start.
 
   `new/1` takes what libcluster hands a strategy (a `%Cluster.Strategy.State{}`
-  or any map with its keys: `topology`, `connect`, `disconnect`, `list_nodes`
-  and `config`), or, for use without libcluster, one flat keyword list holding
-  both those keys and the options below.
+  or any map with its keys: `topology`, `connect`, `disconnect`, `list_nodes`,
+  `meta` and `config`, the options below; libcluster 2 gave the same keys as
+  a keyword list), or, for use without libcluster, one flat keyword list
+  holding all of them.
 
   ## Options
 
-    * `:query` (required) - the SRV name to poll, such as
-      `"likes-service-dist.service.consul"`. `:consul_service` is accepted as
-      an alias (the original library's documented name).
-    * `:node_sname` (required) - the first part of every peer's node name:
-      peers are named `<node_sname>-<port>@<host>`.
-    * `:poll_interval` - milliseconds between polls. Default `5000`.
-    * `:dns_client` - the module that answers the query: any module
-      implementing `Caravan.DnsClient` (`lookup/2`), or a legacy module with
-      only `get_nodes/1`. Default `Caravan.DnsClient`.
-    * `:nameservers`, `:timeout`, `:transport` - passed to the DNS client's
-      `answer/2` or `lookup/2` when given; the client's own defaults apply
-      otherwise (see `Caravan.DnsClient.Options`). Ignored for legacy
-      clients. Checked at start by the rules every lookup applies, whatever
-      the client. A poll whose lookup (its TCP confirmation included,
-      which gets what is left of `:timeout`) has not answered within
-      `:timeout` plus one second is abandoned and counts as failed, whatever
-      the client.
-    * `:node_host` - `:target` (default) names peers after the SRV target,
-      `<node_sname>-<port>@<target>`, as the original library did. `:address`
-      names them after the target's IP address, `<node_sname>-<port>@10.0.1.5`
-      (IPv6 formatted as `:inet.ntoa/1` does), for nodes started with
-      `-name app-<port>@<ip>`, as Nomad jobs usually are.
-    * `:disconnect_after` - how many consecutive successful polls a node
-      found earlier must be missing before it is disconnected. A failed
-      lookup never counts. Default `3`; `:never` disables pruning.
-    * `:connect_timeout` - milliseconds one connect attempt may take before
-      it is abandoned, so that a stalled peer delays nobody. Default `5000`.
-    * `:connect_concurrency` - connect attempts in flight at once. Default `16`.
-    * `:max_backoff` - longest wait, in milliseconds, before retrying a peer
-      whose connects keep failing. After its `n`th failure in a row a peer
-      waits `poll_interval * (2^(n-1) - 1)` ms, at most `:max_backoff`, and is
-      tried at the first poll after that. Default: `:poll_interval`, so a
-      failing peer is tried every one or two polls (its wait and the poll
-      ticks are both about `poll_interval` long, so which poll it clears
-      varies).
-    * `:max_nodes` - most peers taken from one answer. Default `1024`.
-    * `:max_new_names` - most new node-name atoms one poll may create; names
-      past it wait for later polls, so one burst of forged records cannot
-      spend the whole `:max_node_names` budget. Default `256`.
-    * `:max_node_names` - lifetime cap, per topology, on the node-name atoms
-      this strategy creates (atoms are never garbage-collected); names that
-      already exist as atoms never count. At 80% of it a warning is logged
-      and `[:caravan, :node_names, :near_limit]` is emitted; past it, new
-      names are refused (peers already named keep working), each refusal
-      logged as an error with `[:caravan, :node_names, :refused]`. Raise it,
-      or the VM's `+t` atom limit, before it is reached. Default: 1% of the
-      VM's atom limit (`:erlang.system_info(:atom_limit)`), at least 1,000:
-      10,485 with the default limit.
-    * `:topology` - the topology name, for logs and telemetry. Set by
-      libcluster; default `:caravan` when used alone.
-    * `:connect`, `:disconnect`, `:list_nodes` - `{module, function, args}`
-      used as libcluster does (the node is appended to `args`). Defaults:
-      `{:net_kernel, :connect_node, []}`, `{:erlang, :disconnect_node, []}`,
-      `{:erlang, :nodes, [:connected]}`.
+  #{option_docs}
 
-  Invalid values raise an `ArgumentError` naming the key, the value and what
-  is expected; a missing `:query` or `:node_sname` raises a `KeyError`.
+  A value that would fail later fails here: an unknown or repeated key, or
+  an invalid value, raises an `ArgumentError` naming the key, the value and
+  what is expected. A missing `:query` or `:node_sname` raises a `KeyError`.
+  The DNS options are checked by the rules every lookup applies (with
+  `config :caravan, :dns` merged in), whatever the client.
   """
 
   @typedoc "The validated options. Fields are documented in the moduledoc."
@@ -95,44 +251,23 @@ defmodule Caravan.Cluster.Config do
   @typedoc "A `{module, function, args}` tuple; the node is appended to `args`."
   @type mfa_tuple :: {module(), atom(), [term()]}
 
-  defstruct topology: :caravan,
-            query: nil,
-            dns_client: Caravan.DnsClient,
-            node_sname: nil,
-            connect: {:net_kernel, :connect_node, []},
-            disconnect: {:erlang, :disconnect_node, []},
-            list_nodes: {:erlang, :nodes, [:connected]},
-            poll_interval: 5_000,
-            dns_opts: [],
-            dns_timeout: 5_000,
-            lookup_deadline: 6_000,
-            node_host: :target,
-            disconnect_after: 3,
-            connect_timeout: 5_000,
-            connect_concurrency: 16,
-            max_backoff: nil,
-            max_nodes: 1024,
-            max_node_names: nil,
-            max_new_names: 256,
-            meta: nil
+  # Defaults that depend on something else (the VM, another option) are
+  # filled in by new/1; a struct built by hand gets them from normalize/1.
+  static_default = fn
+    default when default in [:required, :client, :atom_limit] -> nil
+    {:same_as, _} -> nil
+    default -> default
+  end
 
-  @state_keys [:topology, :connect, :disconnect, :list_nodes, :meta]
-  @dns_keys [:nameservers, :timeout, :transport]
-  @config_keys [
-                 :query,
-                 :consul_service,
-                 :node_sname,
-                 :poll_interval,
-                 :dns_client,
-                 :node_host,
-                 :disconnect_after,
-                 :connect_timeout,
-                 :connect_concurrency,
-                 :max_backoff,
-                 :max_nodes,
-                 :max_node_names,
-                 :max_new_names
-               ] ++ @dns_keys
+  defstruct (for opt <- @options, opt[:type] != :dns do
+               {opt[:key], static_default.(opt[:default])}
+             end) ++ [dns_opts: [], dns_timeout: 5_000, lookup_deadline: 6_000]
+
+  @doc """
+  Every option's key, default and doc, in the order of the moduledoc.
+  """
+  @spec options() :: [keyword()]
+  def options, do: @options
 
   @doc """
   Builds a validated config from a libcluster state (struct or map) or from a
@@ -145,21 +280,30 @@ defmodule Caravan.Cluster.Config do
       {5000, :target, 3}
   """
   @spec new(map() | keyword()) :: t()
+  def new(%__MODULE__{} = config), do: normalize(config)
+
   def new(%{config: config} = state) when is_list(config) do
+    keyword!(config, "the strategy's :config")
+
+    misplaced = Enum.filter(Keyword.keys(config), &(&1 in @state_keys))
+
+    if misplaced != [] do
+      raise ArgumentError,
+            "#{inspect(misplaced)} in the strategy's :config: libcluster sets these from the " <>
+              "topology itself (its name, :connect, :disconnect, :list_nodes); move them out of :config"
+    end
+
     state_opts =
       for key <- @state_keys, value = Map.get(state, key), value != nil, do: {key, value}
 
-    build(state_opts, config)
+    build(state_opts ++ config)
   end
 
   def new(opts) when is_list(opts) do
-    unless Keyword.keyword?(opts) do
-      raise ArgumentError,
-            "expected Caravan.Cluster.Config options as a keyword list, got: #{inspect(opts)}"
-    end
+    keyword!(opts, "Caravan.Cluster.Config options")
 
-    {state_opts, config} = Keyword.split(opts, @state_keys)
-    build(state_opts, config)
+    # libcluster 2 started workers with the state as a keyword list.
+    if Keyword.has_key?(opts, :config), do: new(Map.new(opts)), else: build(opts)
   end
 
   def new(other) do
@@ -168,138 +312,101 @@ defmodule Caravan.Cluster.Config do
             ":disconnect, :list_nodes, :config) or a keyword list, got: #{inspect(other)}"
   end
 
-  defp build(state_opts, config) do
-    unless Keyword.keyword?(config) do
-      raise ArgumentError,
-            "expected the strategy's :config to be a keyword list, got: #{inspect(config)}"
-    end
+  @doc """
+  Validates a `%Caravan.Cluster.Config{}` built by hand (the original
+  library's tests build one as a struct literal), filling in the defaults
+  `new/1` computes. Returns it as `new/1` would.
+  """
+  @spec normalize(t()) :: t()
+  def normalize(%__MODULE__{} = config) do
+    opts =
+      for opt <- @options,
+          opt[:type] != :dns,
+          value = Map.fetch!(config, opt[:key]),
+          value != nil,
+          do: {opt[:key], value}
 
-    case Keyword.keys(config) -- @config_keys do
+    build(opts ++ config.dns_opts)
+  end
+
+  defp keyword!(opts, what) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "expected #{what} as a keyword list, got: #{inspect(opts)}"
+    end
+  end
+
+  defp build(opts) do
+    known!(opts)
+    opts = alias_consul_service(opts)
+
+    values =
+      Enum.reduce(@options, %{}, fn opt, values ->
+        Map.put(values, opt[:key], value!(opt, opts, values))
+      end)
+
+    {dns_values, values} = Map.split(values, @dns_keys)
+    dns_opts = for key <- @dns_keys, Keyword.has_key?(opts, key), do: {key, dns_values[key]}
+    # The lookup's own checks (caravan_core's rules, `config :caravan, :dns`
+    # merged as a lookup merges it): a value a lookup would reject fails here.
+    dns_timeout = Caravan.DnsClient.Options.validate!(dns_opts).timeout
+
+    struct!(
+      __MODULE__,
+      Map.merge(values, %{
+        dns_opts: dns_opts,
+        dns_timeout: dns_timeout,
+        lookup_deadline: dns_timeout + 1_000
+      })
+    )
+  end
+
+  defp known!(opts) do
+    keys = Keyword.keys(opts)
+
+    case Enum.reject(keys, &(&1 in @accepted_keys)) do
       [] ->
         :ok
 
       unknown ->
         raise ArgumentError,
-              "unknown Caravan.Cluster.DnsStrategy option(s) #{inspect(unknown)}; " <>
-                "known options are #{inspect(@config_keys)}"
+              "unknown Caravan.Cluster.DnsStrategy option(s) #{inspect(Enum.uniq(unknown))}; " <>
+                "known options are #{inspect(@accepted_keys)}"
     end
 
-    config = alias_consul_service(config)
-    defaults = %__MODULE__{}
-    {dns_opts, dns_timeout} = dns_opts!(config)
+    case Enum.uniq(keys -- Enum.uniq(keys)) do
+      [] ->
+        :ok
 
-    poll_interval =
-      fetch(
-        config,
-        :poll_interval,
-        defaults.poll_interval,
-        &pos_integer?/1,
-        "a positive integer (milliseconds)"
-      )
-
-    %__MODULE__{
-      topology: fetch(state_opts, :topology, :caravan, &is_atom/1, "an atom"),
-      connect:
-        fetch(state_opts, :connect, defaults.connect, &mfa?/1, "a {module, function, args} tuple"),
-      disconnect:
-        fetch(
-          state_opts,
-          :disconnect,
-          defaults.disconnect,
-          &mfa?/1,
-          "a {module, function, args} tuple"
-        ),
-      list_nodes:
-        fetch(
-          state_opts,
-          :list_nodes,
-          defaults.list_nodes,
-          &mfa?/1,
-          "a {module, function, args} tuple"
-        ),
-      meta: Keyword.get(state_opts, :meta),
-      query:
-        config
-        |> fetch!(:query, &is_binary/1, "a string such as \"likes-dist.service.consul\"")
-        |> query!(),
-      node_sname: validate_sname!(Keyword.fetch!(config, :node_sname)),
-      poll_interval: poll_interval,
-      dns_client:
-        fetch(
-          config,
-          :dns_client,
-          defaults.dns_client,
-          &dns_client?/1,
-          "a module exporting lookup/2 or get_nodes/1"
-        ),
-      dns_opts: dns_opts,
-      dns_timeout: dns_timeout,
-      lookup_deadline: dns_timeout + 1_000,
-      node_host:
-        fetch(config, :node_host, :target, &(&1 in [:target, :address]), ":target or :address"),
-      disconnect_after:
-        fetch(
-          config,
-          :disconnect_after,
-          3,
-          &(pos_integer?(&1) or &1 == :never),
-          "a positive integer or :never"
-        ),
-      connect_timeout:
-        fetch(
-          config,
-          :connect_timeout,
-          defaults.connect_timeout,
-          &pos_integer?/1,
-          "a positive integer (milliseconds)"
-        ),
-      connect_concurrency:
-        fetch(
-          config,
-          :connect_concurrency,
-          defaults.connect_concurrency,
-          &pos_integer?/1,
-          "a positive integer"
-        ),
-      max_backoff:
-        fetch(
-          config,
-          :max_backoff,
-          poll_interval,
-          &non_neg_integer?/1,
-          "a non-negative integer (milliseconds)"
-        ),
-      max_nodes:
-        fetch(config, :max_nodes, defaults.max_nodes, &pos_integer?/1, "a positive integer"),
-      max_node_names:
-        fetch(
-          config,
-          :max_node_names,
-          max(1_000, div(:erlang.system_info(:atom_limit), 100)),
-          &pos_integer?/1,
-          "a positive integer"
-        ),
-      max_new_names:
-        fetch(
-          config,
-          :max_new_names,
-          defaults.max_new_names,
-          &pos_integer?/1,
-          "a positive integer"
-        )
-    }
+      [key | _] ->
+        raise ArgumentError,
+              "option #{inspect(key)} is given more than once " <>
+                "(#{opts |> Keyword.get_values(key) |> Enum.map_join(" and ", &inspect/1)}); give it once"
+    end
   end
 
-  defp alias_consul_service(config) do
-    case {Keyword.fetch(config, :query), Keyword.fetch(config, :consul_service)} do
+  defp value!(opt, opts, values) do
+    key = opt[:key]
+
+    case {Keyword.fetch(opts, key), opt[:default]} do
+      {{:ok, value}, _} -> check!(key, value, opt[:type])
+      {:error, :required} -> raise KeyError, key: key, term: opts
+      {:error, :client} -> nil
+      {:error, :atom_limit} -> max(1_000, div(:erlang.system_info(:atom_limit), 100))
+      {:error, {:same_as, other}} -> Map.fetch!(values, other)
+      {:error, default} -> default
+    end
+  end
+
+  defp alias_consul_service(opts) do
+    case {Keyword.fetch(opts, :query), Keyword.fetch(opts, :consul_service)} do
       {_, :error} ->
-        config
+        opts
 
       {:error, {:ok, service}} ->
-        config |> Keyword.delete(:consul_service) |> Keyword.put(:query, service)
+        opts |> Keyword.delete(:consul_service) |> Keyword.put(:query, service)
 
       {{:ok, query}, {:ok, service}} when query == service ->
-        Keyword.delete(config, :consul_service)
+        Keyword.delete(opts, :consul_service)
 
       {{:ok, query}, {:ok, service}} ->
         raise ArgumentError,
@@ -308,67 +415,79 @@ defmodule Caravan.Cluster.Config do
     end
   end
 
-  # The Rust rule (caravan_core::peer_name) is the one that builds names:
-  # asking it here makes a bad :node_sname fail at start, not at every poll.
-  defp validate_sname!(sname) when is_binary(sname) do
-    case Caravan.Native.peer_name(sname, 4370, "h") do
-      name when is_binary(name) -> sname
-      {:error, _reason, message} -> raise ArgumentError, "invalid :node_sname: " <> message
+  # Each type: a check, then what the error says is expected.
+  defp check!(key, value, type) do
+    case check(type, value) do
+      {:ok, value} -> value
+      :ok -> value
+      {:error, expected} -> invalid!(key, value, expected)
     end
   end
 
-  defp validate_sname!(sname) when is_atom(sname) and not is_nil(sname),
-    do: validate_sname!(Atom.to_string(sname))
+  defp check(:ms, value), do: pos_integer(value, "a positive integer (milliseconds)")
 
-  defp validate_sname!(sname) do
-    raise ArgumentError,
-          "invalid :node_sname #{inspect(sname)}: expected a string such as \"likes-service\""
+  defp check(:non_neg_ms, value) when is_integer(value) and value >= 0, do: :ok
+  defp check(:non_neg_ms, _), do: {:error, "a non-negative integer (milliseconds)"}
+
+  defp check(:count, value), do: pos_integer(value, "a positive integer")
+
+  defp check(:count_or_never, :never), do: :ok
+  defp check(:count_or_never, value), do: pos_integer(value, "a positive integer or :never")
+
+  defp check({:one_of, values}, value) do
+    if value in values,
+      do: :ok,
+      else: {:error, values |> Enum.map(&inspect/1) |> Enum.join(" or ")}
   end
 
-  # The lookup's own checks (caravan_core's rules, with `config :caravan,
-  # :dns` merged as a lookup merges it), so that a value a lookup would
-  # reject fails here, at start, not at every poll.
-  defp dns_opts!(config) do
-    opts = for key <- @dns_keys, Keyword.has_key?(config, key), do: {key, config[key]}
-    {opts, Caravan.DnsClient.Options.validate!(opts).timeout}
+  defp check(:atom, value) when is_atom(value) and value != nil, do: :ok
+  defp check(:atom, _), do: {:error, "an atom"}
+
+  defp check(:mfa, {m, f, a}) when is_atom(m) and is_atom(f) and is_list(a), do: :ok
+  defp check(:mfa, _), do: {:error, "a {module, function, args} tuple"}
+
+  defp check(:any, _), do: :ok
+  # Checked together, by the lookup's rules (build/1).
+  defp check(:dns, _), do: :ok
+
+  defp check(:dns_client, module) do
+    if is_atom(module) and Code.ensure_loaded?(module) and
+         Enum.any?([answer: 2, lookup: 2, get_nodes: 1, get_nodes: 2], fn {f, a} ->
+           function_exported?(module, f, a)
+         end),
+       do: :ok,
+       else:
+         {:error,
+          "a module exporting answer/2, lookup/2, get_nodes/1 or get_nodes/2 (see Caravan.DnsClient)"}
   end
 
-  defp query!(query) do
+  # The Rust rules (caravan_core) are the ones the lookup and the names use:
+  # asking them here makes a bad value fail at start, not at every poll.
+  defp check(:query, query) when is_binary(query) do
     case Caravan.Native.dns_check_query(query) do
-      {:ok, _normalized} -> query
+      {:ok, _normalized} -> :ok
       {:error, :bad_option, message} -> raise ArgumentError, "invalid :query: " <> message
     end
   end
 
-  defp fetch!(opts, key, valid?, expected) do
-    value = Keyword.fetch!(opts, key)
-    check!(key, value, valid?, expected)
-  end
+  defp check(:query, _), do: {:error, "a string such as \"likes-dist.service.consul\""}
 
-  defp fetch(opts, key, default, valid?, expected) do
-    case Keyword.fetch(opts, key) do
-      {:ok, value} -> check!(key, value, valid?, expected)
-      :error -> default
+  defp check(:sname, sname) when is_atom(sname) and sname not in [nil, true, false],
+    do: check(:sname, Atom.to_string(sname))
+
+  defp check(:sname, sname) when is_binary(sname) do
+    case Caravan.Native.peer_name(sname, 4370, "h") do
+      name when is_binary(name) -> {:ok, sname}
+      {:error, _reason, message} -> raise ArgumentError, "invalid :node_sname: " <> message
     end
   end
 
-  defp check!(key, value, valid?, expected) do
-    if valid?.(value) do
-      value
-    else
-      raise ArgumentError, "invalid #{inspect(key)} #{inspect(value)}: expected #{expected}"
-    end
+  defp check(:sname, _), do: {:error, "a string such as \"likes-service\""}
+
+  defp pos_integer(value, _expected) when is_integer(value) and value > 0, do: :ok
+  defp pos_integer(_value, expected), do: {:error, expected}
+
+  defp invalid!(key, value, expected) do
+    raise ArgumentError, "invalid #{inspect(key)} #{inspect(value)}: expected #{expected}"
   end
-
-  defp pos_integer?(value), do: is_integer(value) and value > 0
-  defp non_neg_integer?(value), do: is_integer(value) and value >= 0
-  defp mfa?({m, f, a}) when is_atom(m) and is_atom(f) and is_list(a), do: true
-  defp mfa?(_), do: false
-
-  defp dns_client?(module) when is_atom(module) do
-    Code.ensure_loaded?(module) and
-      (function_exported?(module, :lookup, 2) or function_exported?(module, :get_nodes, 1))
-  end
-
-  defp dns_client?(_), do: false
 end

@@ -109,16 +109,54 @@ defmodule Caravan.Cluster.DnsStrategy do
   end
 
   @doc """
-  Asks DNS once, in the calling process, and returns the peers it names, this
-  node excluded.
+  Asks DNS once, in the calling process, and connects the peers it names,
+  as the original library's `find_nodes/1` did: this node left out, nodes
+  already connected skipped, the others connected one after the other
+  through `config.connect`, each logged and reported to telemetry as the
+  strategy does.
+
+  Returns `:ok`, or `{:error, [{node, result}]}` for the nodes whose connect
+  returned something else than `true` (`false`, `:ignored`...), as
+  libcluster's `Cluster.Strategy.connect_nodes/4` does; and
+  `{:error, reason}` (not a list) when the lookup failed. A config built as
+  a struct literal is validated first (`Caravan.Cluster.Config.normalize/1`).
+  To look up without connecting, use `lookup_nodes/1`.
+  """
+  @spec find_nodes(Config.t()) :: :ok | {:error, [{node(), term()}]} | {:error, term()}
+  def find_nodes(%Config{} = config) do
+    config = Config.normalize(config)
+
+    with {:ok, nodes} <- lookup_nodes(config) do
+      connected = MapSet.new(list_nodes(config))
+
+      failed =
+        nodes
+        |> Enum.reject(&MapSet.member?(connected, &1))
+        |> Enum.map(&{&1, connect_one(config, &1)})
+        |> Enum.reject(&match?({_, true}, &1))
+
+      if failed == [], do: :ok, else: {:error, failed}
+    end
+  end
+
+  @doc """
+  Asks DNS once, in the calling process, and returns the peers it names,
+  this node excluded, connecting nothing.
 
   `{:error, reason}` when the lookup failed, and also when a legacy
-  `get_nodes/1` client answered `[]`, since such a client cannot tell "no
-  instances" from "DNS failed".
+  `get_nodes/1` or `get_nodes/2` client answered `[]`, since such a client
+  cannot tell "no instances" from "DNS failed".
   """
-  @spec find_nodes(Config.t()) :: {:ok, [node()]} | {:error, term()}
-  def find_nodes(%Config{} = config) do
+  @spec lookup_nodes(Config.t()) :: {:ok, [node()]} | {:error, term()}
+  def lookup_nodes(%Config{} = config) do
     with {:ok, %{nodes: nodes}} <- discover(config, [], false), do: {:ok, nodes}
+  end
+
+  defp connect_one(%Config{connect: {mod, fun, args}} = config, node) do
+    started = System.monotonic_time()
+    result = apply(mod, fun, args ++ [node])
+    report_connect(config, node, result, System.monotonic_time() - started, "")
+    result
   end
 
   # The peers DNS names (this node left out), and what the answer is
@@ -134,16 +172,26 @@ defmodule Caravan.Cluster.DnsStrategy do
       {found, trimmed} = config |> found(answer) |> confirm(config, known, left)
       nodes = List.delete(found.nodes, Node.self())
       evidence = %{complete: found.complete, self_listed: nodes != found.nodes}
-      {:ok, %{nodes: nodes, evidence: evidence, targets: found.targets, trimmed: trimmed}}
+
+      {:ok,
+       %{
+         nodes: nodes,
+         evidence: evidence,
+         targets: found.targets,
+         trimmed: trimmed,
+         unreachable: found.unreachable
+       }}
     end
   end
 
   # Unresolved targets are set aside: no evidence either way.
   defp found(config, answer) do
     {unresolved, records} = Enum.split_with(answer.targets, &match?(%{unresolved: true}, &1))
+    {nodes, unreachable} = to_nodes(records, config)
 
     %{
-      nodes: to_nodes(records, config),
+      nodes: nodes,
+      unreachable: unreachable,
       complete: answer.complete and unresolved == [],
       # Whole as the server sent it (TCP would add nothing).
       whole: answer.complete,
@@ -180,6 +228,10 @@ defmodule Caravan.Cluster.DnsStrategy do
       # confirmation: polls then ask over TCP first (one query, not two),
       # until the service is smaller than that again.
       udp_carries: nil,
+      # Logged once each: names this node's name mode cannot reach, and an
+      # empty answer (again only after a non-empty one).
+      warned_name_mode: false,
+      empty_logged: false,
       lookup: nil,
       connecting: %{}
     }
@@ -294,6 +346,7 @@ defmodule Caravan.Cluster.DnsStrategy do
          %{config: config} = state
        ) do
     debug(state, "found nodes #{inspect(found)} (#{describe_evidence(evidence)})")
+    state = state |> warn_name_mode(result.unreachable) |> log_empty(found)
 
     udp_carries =
       cond do
@@ -311,6 +364,56 @@ defmodule Caravan.Cluster.DnsStrategy do
     disconnect(state, gone)
     connect(state, found)
   end
+
+  defp warn_name_mode(state, %{count: 0}), do: state
+  defp warn_name_mode(%{warned_name_mode: true} = state, _), do: state
+
+  defp warn_name_mode(state, %{count: count, example: example}) do
+    {mode, fix} =
+      if :net_kernel.longnames() == true,
+        do:
+          {"long names (--name), which need a host with a dot or an IP address",
+           "start the nodes with --sname, or use node_host: :address so that peers are " <>
+             "named after their IP addresses"},
+        else:
+          {"short names (--sname), which refuse a host with a dot or an IPv4 address",
+           "start the nodes with --name #{state.config.node_sname}-<port>@<host> (as Nomad " <>
+             "jobs do with the allocation's IP), or answer with hosts without dots"}
+
+    warn(
+      state,
+      "#{count} peer(s) from DNS, such as #{inspect(example)}, cannot be reached: this node " <>
+        "runs with #{mode}. They are skipped; #{fix}"
+    )
+
+    %{state | warned_name_mode: true}
+  end
+
+  defp log_empty(%{empty_logged: false, config: config} = state, []) do
+    {asked, flags} =
+      case Caravan.DnsClient.Options.validate!(Keyword.take(config.dns_opts, [:nameservers])) do
+        %{nameservers: :system} ->
+          {"the system resolver, /etc/resolv.conf", ""}
+
+        %{nameservers: servers} ->
+          servers = Enum.map(servers, &nameserver_flag/1)
+          {Enum.join(servers, ", "), Enum.map_join(servers, &" --nameserver #{&1}")}
+      end
+
+    info(
+      state,
+      "DNS lists no peers for #{inspect(config.query)} (asked #{asked}); check that the " <>
+        "service is registered and healthy: mix caravan.lookup #{config.query}#{flags}"
+    )
+
+    %{state | empty_logged: true}
+  end
+
+  defp log_empty(state, []), do: state
+  defp log_empty(state, _found), do: %{state | empty_logged: false}
+
+  defp nameserver_flag({{_, _, _, _} = ip, port}), do: "#{:inet.ntoa(ip)}:#{port}"
+  defp nameserver_flag({ip, port}), do: "[#{:inet.ntoa(ip)}]:#{port}"
 
   defp describe_evidence(%{complete: false}),
     do: "not known to be complete: no node counts as missing"
@@ -369,34 +472,33 @@ defmodule Caravan.Cluster.DnsStrategy do
         config.max_backoff
       )
 
-    state = %{state | membership: membership}
+    suffix = " (#{Membership.failures(membership, node)} consecutive failure(s))"
+    report_connect(config, node, result, duration, suffix)
+    %{state | membership: membership}
+  end
 
-    case result do
-      true ->
-        telemetry([:libcluster, :connect_node, :ok], %{duration: duration}, %{
-          node: node,
-          topology: config.topology
-        })
+  defp report_connect(config, node, true, duration, _suffix) do
+    telemetry([:libcluster, :connect_node, :ok], %{duration: duration}, %{
+      node: node,
+      topology: config.topology
+    })
 
-        info(state, "connected to #{inspect(node)}")
+    log(:info, config, "connected to #{inspect(node)}")
+  end
 
-      other ->
-        reason = connect_failure_reason(other)
+  defp report_connect(config, node, result, _duration, suffix) do
+    telemetry([:libcluster, :connect_node, :error], %{}, %{
+      node: node,
+      topology: config.topology,
+      reason: connect_failure_reason(result)
+    })
 
-        telemetry([:libcluster, :connect_node, :error], %{}, %{
-          node: node,
-          topology: config.topology,
-          reason: reason
-        })
-
-        warn(
-          state,
-          "unable to connect to #{inspect(node)}: #{describe_connect_failure(other, config)} " <>
-            "(#{Membership.failures(membership, node)} consecutive failure(s))"
-        )
-    end
-
-    state
+    log(
+      :warning,
+      config,
+      "unable to connect to #{inspect(node)}: #{describe_connect_failure(result, config)}" <>
+        suffix
+    )
   end
 
   defp connect_failure_reason(false), do: :unreachable
@@ -499,19 +601,28 @@ defmodule Caravan.Cluster.DnsStrategy do
           other -> {:error, {:bad_client_answer, other}}
         end
 
+      function_exported?(client, :get_nodes, 2) ->
+        legacy_answer(client.get_nodes(query, legacy_opts(config)))
+
       true ->
-        case client.get_nodes(query) do
-          [] ->
-            {:error, :empty_answer_from_legacy_client}
-
-          records when is_list(records) ->
-            {:ok, %{targets: Enum.map(records, &legacy_record/1), complete: true}}
-
-          other ->
-            {:error, {:bad_client_answer, other}}
-        end
+        legacy_answer(client.get_nodes(query))
     end
   end
+
+  # As 0.6 called its clients: nameservers as {ip_tuple, port}, or nothing.
+  defp legacy_opts(%Config{dns_opts: opts}) do
+    case Caravan.DnsClient.Options.validate!(Keyword.take(opts, [:nameservers])).nameservers do
+      :system -> []
+      nameservers -> [nameservers: nameservers]
+    end
+  end
+
+  defp legacy_answer([]), do: {:error, :empty_answer_from_legacy_client}
+
+  defp legacy_answer(records) when is_list(records),
+    do: {:ok, %{targets: Enum.map(records, &legacy_record/1), complete: true}}
+
+  defp legacy_answer(other), do: {:error, {:bad_client_answer, other}}
 
   defp legacy_record({port, host}) when is_list(host),
     do: legacy_record({port, List.to_string(host)})
@@ -531,30 +642,37 @@ defmodule Caravan.Cluster.DnsStrategy do
     end
 
     minted_before = NodeNames.minted(config.topology)
+    longnames = :net_kernel.longnames()
+    initial = {[], %{refused: 0, deferred: 0, new: 0}, %{count: 0, example: nil}}
 
-    {nodes, counts} =
-      Enum.reduce(records, {[], %{refused: 0, deferred: 0, new: 0}}, fn record, {nodes, counts} ->
+    {nodes, counts, unreachable} =
+      Enum.reduce(records, initial, fn record, {nodes, counts, unreachable} ->
         with {:ok, name} <- NodeNames.name(record, config.node_sname, config.node_host),
+             {:reachable, true, _} <- {:reachable, NodeNames.reachable?(name, longnames), name},
              {:ok, node} <- to_node(name, config, counts.new) do
-          {[node | nodes], counts}
+          {[node | nodes], counts, unreachable}
         else
           {:new, node} ->
-            {[node | nodes], %{counts | new: counts.new + 1}}
+            {[node | nodes], %{counts | new: counts.new + 1}, unreachable}
+
+          # Checked before an atom is made: OTP would refuse the name anyway.
+          {:reachable, false, name} ->
+            {nodes, counts, %{count: unreachable.count + 1, example: unreachable.example || name}}
 
           {:error, :budget_exhausted} ->
-            {nodes, %{counts | refused: counts.refused + 1}}
+            {nodes, %{counts | refused: counts.refused + 1}, unreachable}
 
           {:error, :not_yet} ->
-            {nodes, %{counts | deferred: counts.deferred + 1}}
+            {nodes, %{counts | deferred: counts.deferred + 1}, unreachable}
 
           {:error, message} ->
             log(:warning, config, "ignoring DNS record #{inspect(record, limit: 10)}: #{message}")
-            {nodes, counts}
+            {nodes, counts, unreachable}
         end
       end)
 
     report_names(config, minted_before, counts)
-    nodes |> Enum.reverse() |> Enum.uniq()
+    {nodes |> Enum.reverse() |> Enum.uniq(), unreachable}
   end
 
   # An existing atom, or a new one while this poll may still create one.
@@ -625,9 +743,21 @@ defmodule Caravan.Cluster.DnsStrategy do
   defp info(state, message), do: log(:info, state.config, message)
   defp warn(state, message), do: log(:warning, state.config, message)
 
-  defp log(level, %Config{topology: topology}, message) do
-    Logger.log(level, "[caravan:#{topology}] " <> message, topology: topology)
+  # libcluster's Cluster.Logger: the same prefix, and debug lines only when
+  # `config :libcluster, debug: true` (or the original's `config :caravan,
+  # debug: true`) is set.
+  defp log(:debug, config, message) do
+    if debug?(:libcluster) or debug?(:caravan), do: log!(:debug, config, message)
+    :ok
   end
+
+  defp log(level, config, message), do: log!(level, config, message)
+
+  defp log!(level, %Config{topology: topology}, message) do
+    Logger.log(level, "[libcluster:#{topology}] " <> message, topology: topology)
+  end
+
+  defp debug?(app), do: Application.get_env(app, :debug, false) not in [nil, false, "false"]
 
   # `:telemetry` is an optional, runtime-only dependency: called through
   # apply/3 so that compiling Caravan does not need it.

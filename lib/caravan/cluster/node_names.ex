@@ -72,6 +72,37 @@ defmodule Caravan.Cluster.NodeNames do
     ArgumentError -> if new?, do: mint(name, topology, budget), else: {:error, :not_yet}
   end
 
+  @doc """
+  Whether this node's distribution can reach a peer named `name` (a binary
+  from `name/3`), given its name mode (`:net_kernel.longnames/0`: `true`,
+  `false`, or `:ignored` when it is not distributed). OTP's rule
+  (`inet_tcp_dist:splitnode/3`): short names (`--sname`) refuse a host with
+  a dot, such as an IPv4 address or `a.node.dc1.consul`; long names
+  (`--name`) refuse a host without one, unless it is an IP address.
+
+  ## Examples
+
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@10.0.1.5", false)
+      false
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@10.0.1.5", true)
+      true
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@worker-3", true)
+      false
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@fd00::5", true)
+      true
+  """
+  @spec reachable?(String.t(), boolean() | :ignored) :: boolean()
+  def reachable?(_name, :ignored), do: true
+
+  def reachable?(name, longnames) do
+    [_, host] = String.split(name, "@", parts: 2)
+    dotted = String.contains?(host, ".")
+
+    if longnames,
+      do: dotted or match?({:ok, _}, :inet.parse_address(String.to_charlist(host))),
+      else: not dotted
+  end
+
   @doc "How many atoms `topology` has created so far."
   @spec minted(atom()) :: non_neg_integer()
   def minted(topology), do: :counters.get(counter(topology), 1)

@@ -1,6 +1,6 @@
 defmodule Caravan.DnsClient.InetRes do
   @moduledoc """
-  The `Caravan.DnsClient` behaviour over OTP's `:inet_res`: the same two
+  The `Caravan.DnsClient` behaviour over OTP's `:inet_res`: the same
   functions, options and result shapes as `Caravan.DnsClient`, with the query
   sent by OTP instead of hickory.
 
@@ -40,7 +40,13 @@ defmodule Caravan.DnsClient.InetRes do
   @impl Caravan.DnsClient
   @doc "See `c:Caravan.DnsClient.get_nodes/1`."
   @spec get_nodes(String.t()) :: [{:inet.port_number(), String.t()}]
-  def get_nodes(query), do: Caravan.DnsClient.nodes(__MODULE__, query)
+  def get_nodes(query), do: Caravan.DnsClient.nodes(__MODULE__, query, [])
+
+  @impl Caravan.DnsClient
+  @doc "See `c:Caravan.DnsClient.get_nodes/2`."
+  @spec get_nodes(String.t(), [Options.option()] | [Options.nameserver()]) ::
+          [{:inet.port_number(), String.t()}]
+  def get_nodes(query, opts), do: Caravan.DnsClient.nodes(__MODULE__, query, opts)
 
   @impl Caravan.DnsClient
   @doc "See `c:Caravan.DnsClient.lookup/2`: same options, same results."

@@ -13,7 +13,7 @@ defmodule Caravan.DnsClient.Options do
 
   | option | default | meaning |
   |---|---|---|
-  | `:nameservers` | `:system` | `:system` (the nameservers in `/etc/resolv.conf`, read at each lookup) or a list of 1 to 64 nameservers, in order of preference |
+  | `:nameservers` | `:system` | `:system` or `[]` (the nameservers in `/etc/resolv.conf`, read at each lookup) or a list of 1 to 64 nameservers, in order of preference |
   | `:timeout` | `5000` | milliseconds for the whole lookup: every attempt, the TCP retry, address lookups (1..600000) |
   | `:attempts` | `2` | how many queries are sent (1..16): the next goes out `timeout / attempts` after the last, or at once after a failed one, in turn to each nameserver; a reply to any of them is taken until `:timeout` |
   | `:transport` | `:udp` | `:udp` (EDNS with a 4096-byte payload, retried over TCP when the answer is truncated) or `:tcp` (always; for Consul without `dns_config.enable_truncate`, which trims UDP answers without saying so) |
@@ -164,6 +164,8 @@ defmodule Caravan.DnsClient.Options do
   end
 
   defp nameservers!(:system), do: :system
+  # The original library's default, and its way to say "the system resolver".
+  defp nameservers!([]), do: :system
 
   defp nameservers!([c | _] = list) when is_integer(c) do
     raise ArgumentError,
@@ -175,7 +177,7 @@ defmodule Caravan.DnsClient.Options do
 
   defp nameservers!(other) do
     raise ArgumentError,
-          "expected :nameservers to be :system or a non-empty list of nameservers " <>
+          "expected :nameservers to be :system or a list of nameservers " <>
             "such as [\"127.0.0.1:8600\"], got: #{inspect(other, limit: 20)}"
   end
 

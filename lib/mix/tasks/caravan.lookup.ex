@@ -24,7 +24,8 @@ defmodule Mix.Tasks.Caravan.Lookup do
 
       $ mix caravan.lookup likes-dist.service.consul --nameserver 127.0.0.1:8600 --node-sname likes
 
-  It exits with status 1 and a readable message when the lookup fails (a
+  It exits with status 1 and a readable message for an invalid option (a
+  `--node-sname` the strategy would refuse, say) and when the lookup fails (a
   timeout, an unreachable or failing nameserver, a malformed answer). A
   service without instances (NXDOMAIN or no records) is not a failure. It
   says so when the answer is not known to be complete (see
@@ -45,6 +46,7 @@ defmodule Mix.Tasks.Caravan.Lookup do
   @impl Mix.Task
   def run(args) do
     {opts, query} = parse!(args)
+    sname!(opts[:node_sname])
     Mix.Task.run("app.config")
 
     lookup_opts =
@@ -87,6 +89,16 @@ defmodule Mix.Tasks.Caravan.Lookup do
 
   defp usage do
     "usage: mix caravan.lookup QUERY [--nameserver IP:PORT]... [--tcp] [--node-sname NAME] [--node-host target|address] [--timeout MS]"
+  end
+
+  # The strategy's own check (Caravan.Cluster.Config), once, before asking DNS.
+  defp sname!(nil), do: :ok
+
+  defp sname!(sname) do
+    case Caravan.Native.peer_name(sname, 4370, "h") do
+      name when is_binary(name) -> :ok
+      {:error, _reason, message} -> Mix.raise("invalid --node-sname: " <> message)
+    end
   end
 
   defp node_host!(nil), do: :target

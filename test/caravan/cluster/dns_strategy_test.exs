@@ -403,17 +403,6 @@ defmodule Caravan.Cluster.DnsStrategyTest do
     end
   end
 
-  test "find_nodes/1 answers in the caller, without this node", ctx do
-    FakeDns.serve(ctx.query, [
-      {:ok, [record(4001, "a"), record(4001, "A."), record(4002, "b")]},
-      {:error, {:timeout, "no answer"}}
-    ])
-
-    config = Caravan.Cluster.Config.new(query: ctx.query, node_sname: "app", dns_client: FakeDns)
-    assert DnsStrategy.find_nodes(config) == {:ok, [:"app-4001@a", :"app-4002@b"]}
-    assert DnsStrategy.find_nodes(config) == {:error, {:timeout, "no answer"}}
-  end
-
   defp count_messages(pattern, acc \\ 0) do
     {tag, node} = pattern
 

@@ -60,6 +60,23 @@ defmodule Mix.Tasks.Caravan.LookupTest do
     end
   end
 
+  test "an invalid --node-sname is refused once, before any lookup, as the strategy refuses it",
+       %{ns: ns} do
+    out =
+      capture_io(fn ->
+        error =
+          assert_raise Mix.Error, fn ->
+            Mix.Tasks.Caravan.Lookup.run([@service, "--nameserver", ns, "--node-sname", "my.app"])
+          end
+
+        assert error.message =~ ~s(invalid --node-sname: node_sname "my.app" is not usable)
+        assert error.message =~ "such as \"likes-service\""
+      end)
+
+    # No table, no rows: nothing was looked up.
+    assert out == ""
+  end
+
   test "--tcp queries over TCP", %{ns: ns} do
     out =
       capture_io(fn -> Mix.Tasks.Caravan.Lookup.run([@service, "--nameserver", ns, "--tcp"]) end)
@@ -120,5 +137,15 @@ defmodule Mix.Tasks.Caravan.LookupTest do
 
     assert status == 1
     assert out =~ "DNS lookup of #{@service} failed (timeout)"
+
+    {out, status} =
+      System.cmd(mix, ["caravan.lookup", @service, "--nameserver", ns, "--node-sname", "my.app"],
+        env: env,
+        stderr_to_stdout: true
+      )
+
+    assert status == 1
+    assert out =~ ~s(invalid --node-sname: node_sname "my.app")
+    refute out =~ "target(s)"
   end
 end
