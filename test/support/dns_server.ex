@@ -116,7 +116,8 @@ defmodule Caravan.Test.DnsServer do
   @doc """
   Starts `backend` serving `records` under the current test's supervisor
   and returns its pid. Options: `:address` - the IPv4 address to listen on,
-  default `{127, 0, 0, 1}`.
+  default `{127, 0, 0, 1}`; `:port` - the port, default a free one (53 for a
+  server that `/etc/resolv.conf` names, on an address of a test's own).
   """
   @spec start!(module(), [dns_record()], keyword()) :: pid()
   def start!(backend, records, opts \\ []) do
@@ -163,7 +164,7 @@ defmodule Caravan.Test.DnsServer do
   @impl GenServer
   def init({backend, records, opts}) do
     Process.flag(:trap_exit, true)
-    opts = Keyword.validate!(opts, address: @address)
+    opts = Keyword.validate!(opts, address: @address, port: nil)
 
     dir =
       Path.join(
@@ -184,7 +185,9 @@ defmodule Caravan.Test.DnsServer do
     }
 
     try do
-      start_on_free_port(state, @port_attempts)
+      if opts[:port],
+        do: start(%{state | port: opts[:port]}),
+        else: start_on_free_port(state, @port_attempts)
     rescue
       e -> {:error, {e, __STACKTRACE__}}
     end

@@ -107,6 +107,20 @@ defmodule Caravan.Test.Netns do
     String.contains?(addrs, prefix) or String.contains?(routes, prefix)
   end
 
+  @doc """
+  Gives `host` its own `/etc/resolv.conf`, naming `nameserver` (an IPv4
+  address; port 53, the only one resolv.conf can name): `ip netns exec`
+  bind-mounts `/etc/netns/<netns>/resolv.conf` over `/etc/resolv.conf` for
+  what it runs, so the system resolver of a node started in `host` asks
+  `nameserver` and nothing else. Removed with the network.
+  """
+  @spec resolv_conf!(host(), :inet.ip4_address()) :: :ok
+  def resolv_conf!(%{netns: netns}, nameserver) do
+    dir = Path.join("/etc/netns", netns)
+    File.mkdir_p!(dir)
+    File.write!(Path.join(dir, "resolv.conf"), "nameserver #{:inet.ntoa(nameserver)}\n")
+  end
+
   @doc "Cuts `host` off: the bridge side of its link goes down."
   @spec link_down(host()) :: :ok
   def link_down(%{link: link}), do: ip!(~w(link set #{link} down))
@@ -118,6 +132,7 @@ defmodule Caravan.Test.Netns do
   defp teardown(tag, count) do
     # Deleting a namespace deletes its end of the veth, and with it the pair.
     for i <- 1..count, do: ip(~w(netns del #{tag}-h#{i}))
+    for i <- 1..count, do: File.rm_rf!("/etc/netns/#{tag}-h#{i}")
     for i <- 1..count, do: ip(~w(link del #{tag}h#{i}))
     ip(~w(link del #{tag}br))
     :ok
