@@ -28,7 +28,9 @@ defmodule Caravan.Cluster.DnsStrategy do
       ]
 
   The options are those of `Caravan.Cluster.Config`; a `:name` option
-  registers the process.
+  registers the process. The child id is `{Caravan.Cluster.DnsStrategy,
+  topology}`, so several strategies, each with its own `:topology`, can run
+  in one supervisor.
 
   ## Behaviour
 
@@ -60,8 +62,15 @@ defmodule Caravan.Cluster.DnsStrategy do
       `max_nodes` per answer, at most `max_new_names` new atoms per poll and
       `max_node_names` per topology over the VM's life, with a warning at
       80% (`Caravan.Cluster.NodeNames`).
-    * Logs go through `Logger` with `topology` metadata: connects, disconnects
-      and failures at info/warning, found nodes at debug. When `:telemetry`
+    * Peers this node's name mode cannot reach (a host with a dot for
+      `--sname`, one without for `--name`, unless it is an IP address) are
+      skipped, with one warning naming the fix.
+    * Logs are written as libcluster's `Cluster.Logger` writes them,
+      `[libcluster:<topology>] ...`, with `topology` metadata: connects,
+      disconnects and failures at info/warning, an answer without peers once
+      at info when it comes. Debug lines ("found nodes ...") need
+      `config :libcluster, debug: true` (or `config :caravan, debug: true`,
+      the original's switch). When `:telemetry`
       is loaded (libcluster brings it), libcluster's own events are emitted:
       `[:libcluster, :connect_node, :ok | :error]` and
       `[:libcluster, :disconnect_node, :ok | :error]`; and Caravan's

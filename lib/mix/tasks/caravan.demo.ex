@@ -245,7 +245,7 @@ defmodule Mix.Tasks.Caravan.Demo do
   defp instance(demo, i),
     do: %{index: i, name: "#{@app}-#{demo.opts[:port]}@127.0.0.#{i}", ip: {127, 0, 0, i}}
 
-  # dnsmasq in the shape of guide/consul-dns.md. It runs under a small shell
+  # dnsmasq in the shape of examples/dnsmasq/consul.conf. It runs under a small shell
   # that kills it when its stdin (the pipe from this VM) closes, unless told
   # `keep` first.
   defp start_dns(demo, members) do
