@@ -443,6 +443,9 @@ defmodule Caravan.Cluster.Config do
   defp check(:atom, value) when is_atom(value) and value != nil, do: :ok
   defp check(:atom, _), do: {:error, "an atom"}
 
+  # Only the shape, as libcluster (which checks the function when it calls
+  # it): configs written for libcluster 2 name `:net_kernel.connect/1`,
+  # which OTP 25 no longer exports, and must still start.
   defp check(:mfa, {m, f, a}) when is_atom(m) and is_atom(f) and is_list(a), do: :ok
   defp check(:mfa, _), do: {:error, "a {module, function, args} tuple"}
 

@@ -28,9 +28,9 @@ defmodule Caravan.Cluster.ConfigTest do
   end
 
   test "takes any map with the state's keys" do
-    config = Config.new(%{topology: :t, connect: {M, :f, [1]}, config: @base})
+    config = Config.new(%{topology: :t, connect: {Kernel, :max, [1]}, config: @base})
     assert config.topology == :t
-    assert config.connect == {M, :f, [1]}
+    assert config.connect == {Kernel, :max, [1]}
     assert config.disconnect == {:erlang, :disconnect_node, []}
   end
 
