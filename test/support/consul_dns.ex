@@ -52,6 +52,34 @@ defmodule Caravan.Test.ConsulDns do
   """
   @spec start!(keyword()) :: t()
   def start!(opts \\ []) do
+    start_with(opts, fn spec -> ExUnit.Callbacks.start_supervised!(spec, []) end)
+  end
+
+  @doc """
+  `start!/1` outside ExUnit (for the benchmark): the fixture lives until
+  `stop/1`.
+  """
+  @spec start_unsupervised(keyword()) :: t()
+  def start_unsupervised(opts \\ []) do
+    start_with(opts, fn %{start: {m, f, a}} ->
+      {:ok, pid} = apply(m, f, a)
+      Process.unlink(pid)
+      pid
+    end)
+  end
+
+  @doc "Stops a fixture started with `start_unsupervised/1`."
+  @spec stop(t()) :: :ok
+  def stop(%__MODULE__{server: server, state: state}) do
+    for pid <- [server, state], Process.alive?(pid), do: GenServer.stop(pid)
+    :ok
+  end
+
+  @doc "Every query answered, oldest first (see `Caravan.Test.RawDnsServer.traffic/1`)."
+  @spec traffic(t()) :: [{integer(), :udp | :tcp, non_neg_integer()}]
+  def traffic(%__MODULE__{server: server}), do: RawDnsServer.traffic(server)
+
+  defp start_with(opts, start) do
     opts =
       Keyword.validate!(opts,
         enable_truncate: false,
@@ -61,13 +89,17 @@ defmodule Caravan.Test.ConsulDns do
         dc: "dc1"
       )
 
-    state =
-      ExUnit.Callbacks.start_supervised!(
-        %{id: {__MODULE__, make_ref()}, start: {Agent, :start_link, [fn -> %{} end]}},
-        []
-      )
+    state = start.(%{id: {__MODULE__, make_ref()}, start: {Agent, :start_link, [fn -> %{} end]}})
 
-    server = RawDnsServer.start!(answer: &answer(&1, &2, state, opts))
+    server =
+      start.(%{
+        id: {RawDnsServer, make_ref()},
+        restart: :temporary,
+        start:
+          {GenServer, :start_link,
+           [RawDnsServer, [answer: &answer(&1, &2, state, opts), tcp_framing: true, delay: 0]]}
+      })
+
     %__MODULE__{server: server, state: state}
   end
 

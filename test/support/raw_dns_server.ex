@@ -82,6 +82,14 @@ defmodule Caravan.Test.RawDnsServer do
   def udp_arrivals(server), do: server |> GenServer.call(:udp_arrivals) |> Enum.reverse()
 
   @doc """
+  Every query answered, oldest first: `{arrived_us, transport, reply_bytes}`,
+  arrival in `System.monotonic_time(:microsecond)` of this VM (the last
+  100,000). For measuring what clients cost a server.
+  """
+  @spec traffic(pid()) :: [{integer(), :udp | :tcp, non_neg_integer()}]
+  def traffic(server), do: server |> GenServer.call(:traffic) |> Enum.reverse()
+
+  @doc """
   A well-formed response to `query` with response code `rcode` (`:servfail`,
   `:refused`, `:nxdomain`, `:formerr`, `:notimp` or `:noerror`) and no records.
   """
@@ -134,6 +142,7 @@ defmodule Caravan.Test.RawDnsServer do
        delay: opts[:delay],
        counts: %{udp: 0, tcp: 0},
        arrivals: [],
+       traffic: [],
        acceptor: acceptor
      }}
   end
@@ -142,11 +151,16 @@ defmodule Caravan.Test.RawDnsServer do
   def handle_call(:address, _from, state), do: {:reply, {@address, state.port}, state}
   def handle_call(:queries, _from, state), do: {:reply, state.counts, state}
   def handle_call(:udp_arrivals, _from, state), do: {:reply, state.arrivals, state}
+  def handle_call(:traffic, _from, state), do: {:reply, state.traffic, state}
 
   @impl GenServer
   def handle_cast({:query, transport}, state) do
     {:noreply, update_in(state.counts[transport], &(&1 + 1))}
   end
+
+  def handle_cast({:answered, entry}, state), do: {:noreply, log(state, entry)}
+
+  defp log(state, entry), do: %{state | traffic: Enum.take([entry | state.traffic], 100_000)}
 
   @impl GenServer
   def handle_info({:udp, socket, ip, port, query}, %{udp: socket} = state) do
@@ -156,7 +170,11 @@ defmodule Caravan.Test.RawDnsServer do
         arrivals: Enum.take([System.monotonic_time(:millisecond) | state.arrivals], 10_000)
     }
 
-    case {reply(state.answer, query, :udp), state.delay} do
+    arrived = System.monotonic_time(:microsecond)
+    reply = reply(state.answer, query, :udp)
+    state = if is_binary(reply), do: log(state, {arrived, :udp, byte_size(reply)}), else: state
+
+    case {reply, state.delay} do
       {:no_reply, _} ->
         :ok
 
@@ -223,11 +241,16 @@ defmodule Caravan.Test.RawDnsServer do
   defp tcp_loop(socket, server, opts) do
     with {:ok, <<len::16>>} <- :gen_tcp.recv(socket, 2),
          {:ok, query} <- :gen_tcp.recv(socket, len) do
+      arrived = System.monotonic_time(:microsecond)
       GenServer.cast(server, {:query, :tcp})
 
       framing = opts[:tcp_framing]
+      reply = reply(opts[:answer], query, :tcp)
 
-      case reply(opts[:answer], query, :tcp) do
+      if is_binary(reply),
+        do: GenServer.cast(server, {:answered, {arrived, :tcp, byte_size(reply)}})
+
+      case reply do
         :no_reply -> :ok
         bytes when framing -> :gen_tcp.send(socket, <<byte_size(bytes)::16, bytes::binary>>)
         bytes -> :gen_tcp.send(socket, bytes)
