@@ -162,7 +162,7 @@ defmodule Caravan.DnsClient do
   @optional_callbacks answer: 2, lookup: 2, get_nodes: 1, get_nodes: 2
 
   # A module cannot declare itself as its own behaviour (the callbacks do not
-  # exist yet while it compiles), so the default client's two functions are
+  # exist yet while it compiles), so the default client's functions are
   # checked against the callbacks by the tests instead of by @impl.
 
   # How long the receive waits beyond :timeout. Rust enforces the timeout;
@@ -187,8 +187,9 @@ defmodule Caravan.DnsClient do
   `get_nodes/1` with lookup options (`Caravan.DnsClient.Options`): the
   original 0.6 API, `get_nodes(query, nameservers: [{{10, 0, 183, 34}, 8700}])`.
   A list of nameservers alone is taken as `nameservers:`, in any form
-  (`[{"10.0.183.34", "8700"}]`, `["127.0.0.1:8600"]`...); `[]` asks the
-  system resolver.
+  (`[{"10.0.183.34", "8700"}]`, `["127.0.0.1:8600"]`...); `[]` is the
+  defaults, as for `get_nodes/1` (`config :caravan, :dns`, else the system
+  resolver).
 
       Caravan.DnsClient.get_nodes("likes-dist.service.consul", nameservers: [{"127.0.0.1", "8600"}])
       #=> [{24567, "0a000105.addr.dc1.consul"}, {31002, "0a000106.addr.dc1.consul"}]
@@ -315,7 +316,8 @@ defmodule Caravan.DnsClient do
 
   @doc false
   # get_nodes/1 and get_nodes/2 for any client module.
-  @spec nodes(module(), String.t(), [Options.option()]) :: [{:inet.port_number(), String.t()}]
+  @spec nodes(module(), String.t(), [Options.option()] | [Options.nameserver()]) ::
+          [{:inet.port_number(), String.t()}]
   def nodes(client, query, opts) do
     opts = if Keyword.keyword?(opts), do: opts, else: [nameservers: opts]
 

@@ -530,7 +530,7 @@ defmodule Caravan.DnsClientTest do
     answer
   end
 
-  test "the default client has the behaviour's two functions" do
+  test "the default client has the behaviour's functions" do
     # function_exported?/3 does not load a module; which test loads it first
     # depends on the seed.
     Code.ensure_loaded!(Caravan.DnsClient)

@@ -290,11 +290,10 @@ defmodule Caravan.Cluster.Config do
     if misplaced != [] do
       raise ArgumentError,
             "#{inspect(misplaced)} in the strategy's :config: libcluster sets these from the " <>
-              "topology itself (its name, :connect, :disconnect, :list_nodes); move them out of :config"
+              "topology itself (its name, :connect, :disconnect, :list_nodes, :meta); move them out of :config"
     end
 
-    state_opts =
-      for key <- @state_keys, value = Map.get(state, key), value != nil, do: {key, value}
+    state_opts = for {key, value} <- Map.take(state, @state_keys), value != nil, do: {key, value}
 
     build(state_opts ++ config)
   end
@@ -303,7 +302,12 @@ defmodule Caravan.Cluster.Config do
     keyword!(opts, "Caravan.Cluster.Config options")
 
     # libcluster 2 started workers with the state as a keyword list.
-    if Keyword.has_key?(opts, :config), do: new(Map.new(opts)), else: build(opts)
+    if Keyword.has_key?(opts, :config) do
+      known!(opts, @state_keys ++ [:config])
+      new(Map.new(opts))
+    else
+      build(opts)
+    end
   end
 
   def new(other) do
@@ -322,9 +326,8 @@ defmodule Caravan.Cluster.Config do
     opts =
       for opt <- @options,
           opt[:type] != :dns,
-          value = Map.fetch!(config, opt[:key]),
-          value != nil,
-          do: {opt[:key], value}
+          not is_nil(Map.fetch!(config, opt[:key])),
+          do: {opt[:key], Map.fetch!(config, opt[:key])}
 
     build(opts ++ config.dns_opts)
   end
@@ -336,7 +339,7 @@ defmodule Caravan.Cluster.Config do
   end
 
   defp build(opts) do
-    known!(opts)
+    known!(opts, @accepted_keys)
     opts = alias_consul_service(opts)
 
     values =
@@ -360,17 +363,17 @@ defmodule Caravan.Cluster.Config do
     )
   end
 
-  defp known!(opts) do
+  defp known!(opts, accepted) do
     keys = Keyword.keys(opts)
 
-    case Enum.reject(keys, &(&1 in @accepted_keys)) do
+    case Enum.reject(keys, &(&1 in accepted)) do
       [] ->
         :ok
 
       unknown ->
         raise ArgumentError,
               "unknown Caravan.Cluster.DnsStrategy option(s) #{inspect(Enum.uniq(unknown))}; " <>
-                "known options are #{inspect(@accepted_keys)}"
+                "known options are #{inspect(accepted)}"
     end
 
     case Enum.uniq(keys -- Enum.uniq(keys)) do
@@ -440,7 +443,7 @@ defmodule Caravan.Cluster.Config do
       else: {:error, values |> Enum.map(&inspect/1) |> Enum.join(" or ")}
   end
 
-  defp check(:atom, value) when is_atom(value) and value != nil, do: :ok
+  defp check(:atom, value) when is_atom(value) and value not in [nil, true, false], do: :ok
   defp check(:atom, _), do: {:error, "an atom"}
 
   # Only the shape, as libcluster (which checks the function when it calls
@@ -479,13 +482,24 @@ defmodule Caravan.Cluster.Config do
     do: check(:sname, Atom.to_string(sname))
 
   defp check(:sname, sname) when is_binary(sname) do
-    case Caravan.Native.peer_name(sname, 4370, "h") do
-      name when is_binary(name) -> {:ok, sname}
-      {:error, _reason, message} -> raise ArgumentError, "invalid :node_sname: " <> message
+    case check_sname(sname) do
+      :ok -> {:ok, sname}
+      {:error, message} -> raise ArgumentError, "invalid :node_sname: " <> message
     end
   end
 
   defp check(:sname, _), do: {:error, "a string such as \"likes-service\""}
+
+  @doc false
+  # The rule peers' names are built by (caravan_core::peer_name), for
+  # :node_sname and `mix caravan.lookup --node-sname`.
+  @spec check_sname(String.t()) :: :ok | {:error, String.t()}
+  def check_sname(sname) do
+    case Caravan.Native.peer_name(sname, 4370, "h") do
+      name when is_binary(name) -> :ok
+      {:error, _reason, message} -> {:error, message}
+    end
+  end
 
   defp pos_integer(value, _expected) when is_integer(value) and value > 0, do: :ok
   defp pos_integer(_value, expected), do: {:error, expected}

@@ -34,7 +34,9 @@ defmodule Caravan.Cluster.DnsStrategy do
 
   ## Behaviour
 
-    * The first poll runs at start, then one every `poll_interval`. At most one
+    * The first poll runs at start, then one every `poll_interval`, each node
+      at its own slot of the interval (`Caravan.Cluster.Schedule`), so that a
+      fleet restarted at once does not ask DNS at once. At most one
       lookup is in flight: a tick that finds one still running is skipped. A
       lookup that has not answered within `:timeout` plus a second (a TCP
       confirmation included: it gets what is left of `:timeout`) is killed,
@@ -82,7 +84,7 @@ defmodule Caravan.Cluster.DnsStrategy do
 
   require Logger
 
-  alias Caravan.Cluster.{Config, Membership, NodeNames}
+  alias Caravan.Cluster.{Config, Membership, NodeNames, Schedule}
 
   # libcluster is optional: declare its behaviour only when it was compiled
   # first, and mark the two callbacks `@impl` only then.
@@ -135,7 +137,8 @@ defmodule Caravan.Cluster.DnsStrategy do
   def find_nodes(%Config{} = config) do
     config = Config.normalize(config)
 
-    with {:ok, nodes} <- lookup_nodes(config) do
+    # A get_nodes client's [] is no nodes to the original, not a failure.
+    with {:ok, nodes} <- legacy_empty(lookup_nodes(config)) do
       connected = MapSet.new(list_nodes(config))
 
       failed =
@@ -158,8 +161,11 @@ defmodule Caravan.Cluster.DnsStrategy do
   """
   @spec lookup_nodes(Config.t()) :: {:ok, [node()]} | {:error, term()}
   def lookup_nodes(%Config{} = config) do
-    with {:ok, %{nodes: nodes}} <- discover(config, [], false), do: {:ok, nodes}
+    with {:ok, %{nodes: nodes}} <- discover(Config.normalize(config), [], false), do: {:ok, nodes}
   end
+
+  defp legacy_empty({:error, :empty_answer_from_legacy_client}), do: {:ok, []}
+  defp legacy_empty(result), do: result
 
   defp connect_one(%Config{connect: {mod, fun, args}} = config, node) do
     started = System.monotonic_time()
@@ -239,6 +245,8 @@ defmodule Caravan.Cluster.DnsStrategy do
       udp_carries: nil,
       # Logged once each: names this node's name mode cannot reach, and an
       # empty answer (again only after a non-empty one).
+      # This node's turn within the poll interval (Caravan.Cluster.Schedule).
+      slot: Schedule.slot(Node.self(), []),
       warned_name_mode: false,
       empty_logged: false,
       lookup: nil,
@@ -320,7 +328,7 @@ defmodule Caravan.Cluster.DnsStrategy do
   ## Polling
 
   defp poll(%{lookup: nil, config: config} = state) do
-    Process.send_after(self(), :poll, config.poll_interval)
+    schedule_poll(state)
     parent = self()
     known = Membership.known(state.membership)
     tcp_first = state.udp_carries != nil
@@ -334,10 +342,30 @@ defmodule Caravan.Cluster.DnsStrategy do
     %{state | lookup: pid}
   end
 
-  defp poll(%{config: config} = state) do
-    Process.send_after(self(), :poll, config.poll_interval)
+  defp poll(state) do
+    schedule_poll(state)
     debug(state, "previous lookup still running; skipping this poll")
     state
+  end
+
+  defp schedule_poll(%{config: config, slot: {slot, slots}}) do
+    delay = Schedule.delay(System.os_time(:millisecond), config.poll_interval, slot, slots)
+    Process.send_after(self(), :poll, delay)
+  end
+
+  # It cannot tell "no instances" from "DNS failed": nothing changes, and it
+  # is said once, as an empty answer is.
+  defp handle_lookup({:error, :empty_answer_from_legacy_client}, %{empty_logged: true} = state),
+    do: state
+
+  defp handle_lookup({:error, :empty_answer_from_legacy_client}, state) do
+    info(
+      state,
+      "#{inspect(state.config.dns_client)} lists no peers for #{inspect(state.config.query)}; " <>
+        "a get_nodes client cannot tell that from a failed lookup, so every connected node stays"
+    )
+
+    %{state | empty_logged: true}
   end
 
   defp handle_lookup({:error, reason}, state) do
@@ -355,7 +383,8 @@ defmodule Caravan.Cluster.DnsStrategy do
          %{config: config} = state
        ) do
     debug(state, "found nodes #{inspect(found)} (#{describe_evidence(evidence)})")
-    state = state |> warn_name_mode(result.unreachable) |> log_empty(found)
+    state = state |> warn_name_mode(result.unreachable) |> log_empty(result.targets)
+    state = %{state | slot: Schedule.slot(Node.self(), found)}
 
     udp_carries =
       cond do
@@ -398,7 +427,7 @@ defmodule Caravan.Cluster.DnsStrategy do
     %{state | warned_name_mode: true}
   end
 
-  defp log_empty(%{empty_logged: false, config: config} = state, []) do
+  defp log_empty(%{empty_logged: false, config: config} = state, 0) do
     {asked, flags} =
       case Caravan.DnsClient.Options.validate!(Keyword.take(config.dns_opts, [:nameservers])) do
         %{nameservers: :system} ->
@@ -418,8 +447,8 @@ defmodule Caravan.Cluster.DnsStrategy do
     %{state | empty_logged: true}
   end
 
-  defp log_empty(state, []), do: state
-  defp log_empty(state, _found), do: %{state | empty_logged: false}
+  defp log_empty(state, 0), do: state
+  defp log_empty(state, _targets), do: %{state | empty_logged: false}
 
   defp nameserver_flag({{_, _, _, _} = ip, port}), do: "#{:inet.ntoa(ip)}:#{port}"
   defp nameserver_flag({ip, port}), do: "[#{:inet.ntoa(ip)}]:#{port}"
@@ -651,13 +680,14 @@ defmodule Caravan.Cluster.DnsStrategy do
     end
 
     minted_before = NodeNames.minted(config.topology)
-    longnames = :net_kernel.longnames()
+    {longnames, family} = {:net_kernel.longnames(), NodeNames.family()}
     initial = {[], %{refused: 0, deferred: 0, new: 0}, %{count: 0, example: nil}}
 
     {nodes, counts, unreachable} =
       Enum.reduce(records, initial, fn record, {nodes, counts, unreachable} ->
         with {:ok, name} <- NodeNames.name(record, config.node_sname, config.node_host),
-             {:reachable, true, _} <- {:reachable, NodeNames.reachable?(name, longnames), name},
+             {:reachable, true, _} <-
+               {:reachable, NodeNames.reachable?(name, longnames, family), name},
              {:ok, node} <- to_node(name, config, counts.new) do
           {[node | nodes], counts, unreachable}
         else

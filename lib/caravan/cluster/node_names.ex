@@ -75,32 +75,63 @@ defmodule Caravan.Cluster.NodeNames do
   @doc """
   Whether this node's distribution can reach a peer named `name` (a binary
   from `name/3`), given its name mode (`:net_kernel.longnames/0`: `true`,
-  `false`, or `:ignored` when it is not distributed). OTP's rule
-  (`inet_tcp_dist:splitnode/3`): short names (`--sname`) refuse a host with
-  a dot, such as an IPv4 address or `a.node.dc1.consul`; long names
-  (`--name`) refuse a host without one, unless it is an IP address.
+  `false`, or `:ignored` when it is not distributed) and its transport's
+  address family (`family/0`). OTP's rule (`inet_tcp_dist:splitnode/3`):
+  short names (`--sname`) refuse a host with a dot, such as an IPv4 address
+  or `a.node.dc1.consul`; long names (`--name`) refuse a host without one,
+  unless it is an address of the transport's family (so an IPv6 address
+  only over IPv6 distribution).
 
   ## Examples
 
-      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@10.0.1.5", false)
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@10.0.1.5", false, :inet)
       false
-      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@10.0.1.5", true)
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@10.0.1.5", true, :inet)
       true
-      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@worker-3", true)
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@worker-3", true, :inet)
       false
-      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@fd00::5", true)
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@fd00::5", true, :inet6)
       true
+      iex> Caravan.Cluster.NodeNames.reachable?("likes-4001@fd00::5", true, :inet)
+      false
   """
-  @spec reachable?(String.t(), boolean() | :ignored) :: boolean()
-  def reachable?(_name, :ignored), do: true
+  @spec reachable?(String.t(), boolean() | :ignored, :inet | :inet6) :: boolean()
+  def reachable?(_name, :ignored, _family), do: true
 
-  def reachable?(name, longnames) do
+  def reachable?(name, longnames, family) do
     [_, host] = String.split(name, "@", parts: 2)
     dotted = String.contains?(host, ".")
 
-    if longnames,
-      do: dotted or match?({:ok, _}, :inet.parse_address(String.to_charlist(host))),
-      else: not dotted
+    cond do
+      not longnames ->
+        not dotted
+
+      dotted ->
+        true
+
+      family == :inet6 ->
+        match?({:ok, _}, :inet.parse_ipv6strict_address(String.to_charlist(host)))
+
+      true ->
+        false
+    end
+  end
+
+  @doc """
+  The address family of this node's distribution: `:inet6` when
+  `-caravan_dist` or `-proto_dist` names an IPv6 transport, else `:inet`.
+  """
+  @spec family() :: :inet | :inet6
+  def family do
+    flags =
+      for flag <- [:caravan_dist, :proto_dist],
+          {:ok, values} <- [:init.get_argument(flag)],
+          do: values
+
+    # Each flag's values: one list of words per occurrence.
+    if flags |> Enum.concat() |> Enum.concat() |> Enum.any?(&List.starts_with?(&1, ~c"inet6")),
+      do: :inet6,
+      else: :inet
   end
 
   @doc "How many atoms `topology` has created so far."

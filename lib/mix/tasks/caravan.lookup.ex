@@ -95,10 +95,8 @@ defmodule Mix.Tasks.Caravan.Lookup do
   defp sname!(nil), do: :ok
 
   defp sname!(sname) do
-    case Caravan.Native.peer_name(sname, 4370, "h") do
-      name when is_binary(name) -> :ok
-      {:error, _reason, message} -> Mix.raise("invalid --node-sname: " <> message)
-    end
+    with {:error, message} <- Caravan.Cluster.Config.check_sname(sname),
+         do: Mix.raise("invalid --node-sname: " <> message)
   end
 
   defp node_host!(nil), do: :target

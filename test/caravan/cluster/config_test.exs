@@ -127,7 +127,7 @@ defmodule Caravan.Cluster.ConfigTest do
       error = assert_raise ArgumentError, fn -> Config.new(Keyword.merge(@base, opts)) end
       assert error.message =~ text
       # ...and the fix: a valid example or the range.
-      assert error.message =~ ~r/for example|such as|1\.\.|:udp or :tcp|at most|such as/
+      assert error.message =~ ~r/for example|such as|1\.\.|:udp or :tcp|at most/
     end
   end
 

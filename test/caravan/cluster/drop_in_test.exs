@@ -6,7 +6,6 @@ defmodule Caravan.Cluster.DropInTest do
   # Logging is in Caravan.Cluster.LoggingTest (it sets global app env).
   use ExUnit.Case, async: true
 
-  import ExUnit.CaptureIO
   import ExUnit.CaptureLog
 
   alias Caravan.Cluster.{Config, DnsStrategy}
@@ -91,9 +90,23 @@ defmodule Caravan.Cluster.DropInTest do
       capture_log(fn -> assert DnsStrategy.find_nodes(config) == :ok end)
       assert_received {:connect, :"app-4001@a"}
 
-      assert_raise ArgumentError, ~r/invalid :poll_interval 0/, fn ->
-        DnsStrategy.find_nodes(%{config | poll_interval: 0})
+      assert DnsStrategy.lookup_nodes(config) == {:ok, [:"app-4001@a"]}
+
+      for bad <- [0, false] do
+        assert_raise ArgumentError, ~r/invalid :poll_interval #{bad}/, fn ->
+          DnsStrategy.find_nodes(%{config | poll_interval: bad})
+        end
       end
+    end
+
+    test "a get_nodes client's empty answer is :ok, as the original's was", ctx do
+      FakeDns.serve(ctx.query, [{:ok, []}])
+
+      config =
+        Config.new([query: ctx.query, node_sname: "app", dns_client: FakeDns.Legacy] ++ mfas(ctx))
+
+      assert DnsStrategy.find_nodes(config) == :ok
+      refute_received {:connect, _}
     end
 
     test "lookup_nodes/1 is the lookup alone: the names, this node left out, nothing connected",
@@ -165,49 +178,6 @@ defmodule Caravan.Cluster.DropInTest do
       end
     end
 
-    test "a module with only get_nodes/1 and @behaviour Caravan.DnsClient compiles without warnings" do
-      source = fn name, body ->
-        """
-        defmodule #{name} do
-          @behaviour Caravan.DnsClient
-          #{body}
-        end
-        """
-      end
-
-      stderr =
-        capture_io(:stderr, fn ->
-          Code.compile_string(
-            source.("Caravan.DropInTest.OldClient", "def get_nodes(_query), do: []"),
-            "old_client.ex"
-          )
-
-          Code.compile_string(
-            source.("Caravan.DropInTest.V06Client", "def get_nodes(_q, _ns), do: []"),
-            "v06_client.ex"
-          )
-        end)
-
-      assert stderr == ""
-
-      # The check above can fail: a warning in the same kind of module is seen.
-      stderr =
-        capture_io(:stderr, fn ->
-          Code.compile_string(
-            source.("Caravan.DropInTest.Warns", "def get_nodes(query), do: (unused = 1; [])"),
-            "warns.ex"
-          )
-        end)
-
-      assert stderr =~ "unused"
-
-      assert Config.new(
-               query: "q.service.consul",
-               node_sname: "x",
-               dns_client: Caravan.DropInTest.V06Client
-             ).dns_client == Caravan.DropInTest.V06Client
-    end
-
     test "nameservers: [] means the system resolver, as in 0.6" do
       assert Caravan.DnsClient.Options.validate!(nameservers: []).nameservers == :system
       config = Config.new(query: "q.service.consul", node_sname: "x", nameservers: [])
@@ -277,6 +247,18 @@ defmodule Caravan.Cluster.DropInTest do
     )
 
     capture_log(fn -> assert_receive {:connect, :"app-4001@a"}, 1_000 end)
+  end
+
+  test "libcluster 2's keyword form is checked as the others are" do
+    base = [config: [query: "q.service.consul", node_sname: "x"]]
+
+    assert_raise ArgumentError, ~r/option :topology is given more than once/, fn ->
+      Config.new([topology: :a, topology: :b] ++ base)
+    end
+
+    assert_raise ArgumentError, ~r/unknown .* option\(s\) \[:strategy\]/, fn ->
+      Config.new([strategy: :x] ++ base)
+    end
   end
 
   describe "standalone" do

@@ -5,6 +5,7 @@ defmodule Caravan.Cluster.LoggingTest do
   # debug: true`. Not async: the tests set that application env.
   use ExUnit.Case, async: false
 
+  import ExUnit.CaptureIO
   import ExUnit.CaptureLog
 
   alias Caravan.Cluster.DnsStrategy
@@ -88,5 +89,49 @@ defmodule Caravan.Cluster.LoggingTest do
     assert hd(lines) =~ "[info] [libcluster:unit] DNS lists no peers for #{inspect(ctx.query)}"
     assert hd(lines) =~ "asked the system resolver, /etc/resolv.conf"
     assert hd(lines) =~ "mix caravan.lookup #{ctx.query}"
+  end
+
+  # Here, not in an async module: it reads the VM's stderr.
+  test "a module with only get_nodes/1 and @behaviour Caravan.DnsClient compiles without warnings" do
+    source = fn name, body ->
+      """
+      defmodule #{name} do
+        @behaviour Caravan.DnsClient
+        #{body}
+      end
+      """
+    end
+
+    stderr =
+      capture_io(:stderr, fn ->
+        Code.compile_string(
+          source.("Caravan.LoggingTest.OldClient", "def get_nodes(_query), do: []"),
+          "old_client.ex"
+        )
+
+        Code.compile_string(
+          source.("Caravan.LoggingTest.V06Client", "def get_nodes(_q, _ns), do: []"),
+          "v06_client.ex"
+        )
+      end)
+
+    assert stderr == ""
+
+    # The check above can fail: a warning in the same kind of module is seen.
+    stderr =
+      capture_io(:stderr, fn ->
+        Code.compile_string(
+          source.("Caravan.LoggingTest.Warns", "def get_nodes(query), do: (unused = 1; [])"),
+          "warns.ex"
+        )
+      end)
+
+    assert stderr =~ "unused"
+
+    assert Caravan.Cluster.Config.new(
+             query: "q.service.consul",
+             node_sname: "x",
+             dns_client: Caravan.LoggingTest.V06Client
+           ).dns_client == Caravan.LoggingTest.V06Client
   end
 end

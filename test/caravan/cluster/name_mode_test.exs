@@ -33,9 +33,14 @@ defmodule Caravan.Cluster.NameModeTest do
     )
   end
 
-  # The node's log after `polls` more polls.
+  # The node's log once it shows `polls` more polls (its debug lines).
   defp log_after_polls(node, polls) do
-    Process.sleep(polls * @poll)
+    Nodes.eval!(
+      node,
+      "Application.put_env(:caravan, :debug, true); Logger.configure(level: :debug)"
+    )
+
+    Nodes.wait_until(fn -> count(Nodes.output(node), "found nodes") >= polls end, 15_000, 50)
     Nodes.output(node)
   end
 
