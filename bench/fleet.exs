@@ -120,46 +120,60 @@ defmodule Caravan.Bench.Fleet do
     now()
   end
 
+  # Every strategy first, then the connections (a strategy still running
+  # elsewhere, or global, may connect again while others stop).
   def stop!(nodes) do
     parallel(nodes, &Nodes.rpc!(&1, FleetNode, :stop, []))
 
     Nodes.wait_until(
-      fn -> Enum.all?(parallel(nodes, &Nodes.rpc!(&1, Node, :list, [])), &(&1 == [])) end,
+      fn ->
+        parallel(nodes, &Nodes.rpc!(&1, FleetNode, :disconnect_all, []))
+        Enum.all?(parallel(nodes, &Nodes.rpc!(&1, Node, :list, [])), &(&1 == []))
+      end,
       30_000,
-      100
+      200
     )
   end
 
-  def events(node), do: Nodes.rpc!(node, FleetNode, :events, [])
-
-  # When `node`'s connections first held all of `peers` after `since`.
-  def full_at(events, peers, since) do
-    want = MapSet.new(peers)
-
-    Enum.reduce_while(events, MapSet.new(), fn {t, what, peer}, up ->
-      up = if what == :up, do: MapSet.put(up, peer), else: MapSet.delete(up, peer)
-      if t >= since and MapSet.subset?(want, up), do: {:halt, {:at, t}}, else: {:cont, up}
-    end)
-    |> case do
-      {:at, t} -> t
-      _ -> nil
-    end
+  def events(node) do
+    Nodes.rpc!(node, FleetNode, :events, [])
+  rescue
+    e ->
+      reraise "#{Exception.message(e)}\n#{node.label} said:\n#{Nodes.output(node)}",
+              __STACKTRACE__
   end
 
-  # Milliseconds from `t0` until every node saw all the others (nil: not
-  # within `timeout` ms).
+  # Milliseconds from `t0` until every node's Node.list() holds all the
+  # others, polled every 50 ms (nil: not within `timeout` ms). Polled, not
+  # replayed from nodeup/nodedown: OTP may report a nodedown for one of two
+  # simultaneous connections while the other stays.
   def mesh_ms(nodes, t0, timeout) do
     names = Enum.map(nodes, & &1.name)
     deadline = System.monotonic_time(:millisecond) + timeout
 
     Stream.repeatedly(fn ->
-      fulls =
-        parallel(nodes, fn node -> full_at(events(node), List.delete(names, node.name), t0) end)
+      lists = parallel(nodes, &{&1.name, Nodes.rpc!(&1, Node, :list, [])})
+      seen = now()
+
+      short =
+        for {name, list} <- lists,
+            not MapSet.subset?(MapSet.new(List.delete(names, name)), MapSet.new(list)),
+            do: {name, length(list)}
 
       cond do
-        Enum.all?(fulls) -> {:done, (Enum.max(fulls) - t0) / 1000}
-        System.monotonic_time(:millisecond) > deadline -> {:done, nil}
-        true -> Process.sleep(200) && :wait
+        short == [] ->
+          {:done, max(0, seen - t0) / 1000}
+
+        System.monotonic_time(:millisecond) > deadline ->
+          IO.puts(
+            :stderr,
+            "fleet: no full mesh within #{timeout} ms; nodes short of peers: #{inspect(short)}"
+          )
+
+          {:done, nil}
+
+        true ->
+          Process.sleep(50) && :wait
       end
     end)
     |> Enum.find_value(fn
@@ -228,7 +242,12 @@ alias Caravan.Bench.{Fleet, FleetNode, JSON}
 alias Caravan.Test.{ConsulDns, Nodes, StalledPeer}
 
 started_at = System.monotonic_time(:millisecond)
-say = fn text -> IO.puts(:stderr, "fleet: #{text}") end
+
+say = fn text ->
+  secs = div(System.monotonic_time(:millisecond) - started_at, 1000)
+  IO.puts(:stderr, "fleet: [#{secs} s] #{text}")
+end
+
 r1 = &if is_number(&1), do: Float.round(&1 / 1, 1), else: &1
 
 row = fn name, unit, caravan, baseline, target, met, extra ->
@@ -261,14 +280,22 @@ try do
   peers = for {ip, port} <- stalled, do: StalledPeer.start!(ip, port)
 
   formation =
-    for n <- sizes, stalled_n <- [0, 2], kind <- [:caravan, :baseline] do
+    for n <- sizes,
+        stalled_n <- [0, 2],
+        kind <- [:caravan, :baseline, :floor],
+        kind != :floor or stalled_n == 0 do
       nodes = Enum.take(pool, n)
       Fleet.list!(consul, nodes, Enum.take(stalled, stalled_n))
       tries = if kind == :caravan, do: runs, else: 1
 
+      opts =
+        if kind == :floor,
+          do: Enum.map(nodes, & &1.name),
+          else: Fleet.opts_for(kind, consul, poll)
+
       times =
         for _ <- 1..tries do
-          t0 = Fleet.start!(nodes, kind, Fleet.opts_for(kind, consul, poll))
+          t0 = Fleet.start!(nodes, kind, opts)
           ms = Fleet.mesh_ms(nodes, t0, 20_000)
           Fleet.stop!(nodes)
           ms
@@ -301,10 +328,13 @@ try do
         worst != nil and worst <= poll + 1_000,
         %{
           caravan_max: r1.(worst),
+          floor: r1.(List.first(pick.(top, 0, :floor).times)),
           runs: length(c),
           poll_interval: poll,
           all: Enum.map(formation, &Map.update!(&1, :times, fn t -> Enum.map(t, r1) end)),
-          note: "baseline: one run; nil means no full mesh within 20 s"
+          note:
+            "baseline: one run; nil means no full mesh within 20 s. floor: every node " <>
+              "connecting to every other at once, no DNS (what this machine allows)"
         }
       )
     end
@@ -396,7 +426,16 @@ try do
           ms = Fleet.all_saw_ms(peers16, :up, joiner.name, t0, 10_000)
           Fleet.list!(consul, peers16)
           Nodes.rpc!(joiner, FleetNode, :watch, [])
-          Nodes.wait_until(fn -> Nodes.rpc!(joiner, Node, :list, []) == [] end, 10_000, 50)
+
+          Nodes.wait_until(
+            fn ->
+              Nodes.rpc!(joiner, FleetNode, :disconnect_all, [])
+              Nodes.rpc!(joiner, Node, :list, []) == []
+            end,
+            20_000,
+            100
+          )
+
           ms
         end
 
@@ -422,6 +461,7 @@ try do
   t0 = Fleet.now()
   Nodes.stop(joiner)
   stopped = Fleet.all_saw_ms(peers16, :down, joiner.name, t0, 10_000)
+  if stopped == nil, do: say.("stopped: #{inspect(Fleet.events(hd(peers16)))}")
   Fleet.stop!(peers16)
   pool = List.delete(pool, joiner)
 
@@ -491,7 +531,9 @@ try do
         Fleet.all_saw_ms(List.delete(live, n), :up, n.name, t_start, 10_000)
         Fleet.list!(consul, live)
         removed_at = Map.put(removed_at, o.name, Fleet.now())
-        Process.sleep(2 * churn_poll)
+        # Then stopped: Nomad deregisters a task and signals it at once
+        # (shutdown_delay defaults to 0).
+        Process.sleep(div(churn_poll, 5))
         # Read the leaving node's events before it goes.
         events = events ++ [{o.name, Fleet.events(o)}]
         Nodes.stop(o)
@@ -514,7 +556,10 @@ try do
           {t, :down, y} <- evs,
           t >= t_start,
           not gone.(x, t) and not gone.(y, t),
-          do: {x, y}
+          do: {x, y, div(t - t_start, 1000)}
+
+    if wrongful != [],
+      do: say.("churn #{kind}: disconnects between staying nodes: #{inspect(wrongful)}")
 
     Fleet.stop!(new)
     {new, %{wrongful: length(wrongful), whole_after_ms: whole_after}}
@@ -555,15 +600,24 @@ try do
   # connected (so each poll is a lookup and nothing to connect), against a
   # node without a strategy, over the same minute.
   cost_s = if quick?, do: 5, else: 60
-  [with, without | _] = pool
+  # Two fresh nodes without distribution: the plain one never loads Caravan.
+  [with, without] =
+    Nodes.start_all!(for _ <- 1..2, do: [caravan: false, code_paths: [ebin], cleanup: false])
+
+  pool = pool ++ [with, without]
   hundred = for i <- 1..100, do: {{10, 9, div(i, 256), rem(i, 256)}, 25_500}
-  ConsulDns.set(consul, @service, hundred)
+  ConsulDns.set(consul, "fleet-dist", hundred)
 
   pretend = [
     connect: {FleetNode, :pretend_connect, []},
     list_nodes: {FleetNode, :pretend_list, []},
     disconnect: {FleetNode, :pretend_disconnect, []}
   ]
+
+  # A steady mesh: every peer already connected.
+  Nodes.rpc!(with, FleetNode, :pretend_peers, [
+    for({ip, port} <- hundred, do: :"fleet-#{port}@#{:inet.ntoa(ip)}")
+  ])
 
   Nodes.rpc!(with, FleetNode, :start, [:caravan, Fleet.strategy(:caravan, consul, 5_000, pretend)])
 
@@ -695,7 +749,12 @@ try do
             if times == [], do: "NaN", else: to_string(Fleet.percentile(times, 50))
           end
 
-        Enum.join([n | cols], " ")
+        floor =
+          pick.(n, 0, :floor).times
+          |> List.first()
+          |> then(&if(&1, do: to_string(&1), else: "NaN"))
+
+        Enum.join([n | cols] ++ [floor], " ")
       end
 
     File.write!(data, Enum.join(lines, "\n") <> "\n")
@@ -712,11 +771,15 @@ try do
     plot '#{data}' using 1:2 with linespoints title 'Caravan', \\
          '' using 1:4 with linespoints title 'Caravan, 2 stalled peers', \\
          '' using 1:3 with linespoints title 'libcluster-style', \\
-         '' using 1:5 with linespoints title 'libcluster-style, 2 stalled peers'
+         '' using 1:5 with linespoints title 'libcluster-style, 2 stalled peers', \\
+         '' using 1:6 with lines dashtype 2 title 'floor: all connect at once, no DNS'
     """
 
-    {_, 0} = System.cmd(gnuplot, ["-e", script], stderr_to_stdout: true)
+    plot = data <> ".gp"
+    File.write!(plot, script)
+    {_, 0} = System.cmd(gnuplot, [plot], stderr_to_stdout: true)
     File.rm(data)
+    File.rm(plot)
   end
 
   fmt = fn

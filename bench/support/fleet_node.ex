@@ -12,7 +12,11 @@ defmodule Caravan.Bench.FleetNode do
 
   @sup Caravan.Bench.FleetSup
 
-  @doc "Starts the watcher and `kind` (`:caravan` or `:baseline`) with `strategy` options."
+  @doc """
+  Starts the watcher and `kind` with `strategy` options: `:caravan`,
+  `:baseline`, or `:floor` (no DNS: connects to every node of the list
+  `strategy` at once, what this machine can do at best).
+  """
   def start(kind, strategy) do
     Logger.configure(level: :error)
     stop()
@@ -21,6 +25,8 @@ defmodule Caravan.Bench.FleetNode do
       case kind do
         :caravan -> {Caravan.Cluster.DnsStrategy, strategy}
         :baseline -> {Caravan.Bench.LibclusterPoll, strategy}
+        # The machine's floor: every peer (`strategy` is their names) at once.
+        :floor -> {Task, fn -> Enum.each(strategy, &spawn(:net_kernel, :connect_node, [&1])) end}
       end
 
     {:ok, sup} =
@@ -42,21 +48,19 @@ defmodule Caravan.Bench.FleetNode do
   @doc "Stops the strategy and the watcher, and disconnects every node."
   def stop do
     if pid = Process.whereis(@sup), do: Supervisor.stop(pid)
-    Enum.each(Node.list(), &:erlang.disconnect_node/1)
-    :ok
+    disconnect_all()
   end
+
+  @doc "Disconnects every node."
+  def disconnect_all, do: Enum.each(Node.list(), &:erlang.disconnect_node/1)
 
   @doc "The events so far, oldest first: `{os_time_us, :up | :down, node}`."
   def events, do: GenServer.call(__MODULE__, :events)
 
-  @doc "This OS process's CPU time so far, in milliseconds (utime + stime from /proc)."
+  @doc "This OS process's CPU time so far, every thread, in milliseconds."
   def cpu_ms do
-    stat = File.read!("/proc/#{System.pid()}/stat")
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    [_, rest] = String.split(stat, ") ", parts: 2)
-    fields = String.split(rest)
-    ticks = String.to_integer(Enum.at(fields, 11)) + String.to_integer(Enum.at(fields, 12))
-    ticks * 10
+    {ms, _} = :erlang.statistics(:runtime)
+    ms
   end
 
   @doc """
@@ -68,6 +72,9 @@ defmodule Caravan.Bench.FleetNode do
     :persistent_term.put({__MODULE__, :peers}, [node | pretend_list()])
     true
   end
+
+  @doc "See `pretend_connect/1`: `nodes` are connected already."
+  def pretend_peers(nodes), do: :persistent_term.put({__MODULE__, :peers}, nodes)
 
   @doc "See `pretend_connect/1`."
   def pretend_list, do: :persistent_term.get({__MODULE__, :peers}, [])
@@ -87,7 +94,9 @@ defmodule Caravan.Bench.FleetNode do
   @impl GenServer
   def init(nil) do
     :ok = :net_kernel.monitor_nodes(true)
-    {:ok, []}
+    # Peers that connected before this watcher began (another node's
+    # strategy may be first) count as up from now.
+    {:ok, for(node <- Node.list(), do: {now(), :up, node})}
   end
 
   @impl GenServer

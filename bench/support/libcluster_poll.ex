@@ -51,7 +51,7 @@ defmodule Caravan.Bench.LibclusterPoll do
     |> Enum.flat_map(fn {_priority, _weight, port, target} ->
       case Caravan.Native.decode_consul_addr(to_string(target)) do
         nil -> []
-        ip -> [:"#{opts.node_sname}-#{port}@#{ip}"]
+        ip -> [:"#{opts.node_sname}-#{port}@#{:inet.ntoa(ip)}"]
       end
     end)
   end

@@ -1,32 +1,8 @@
 defmodule Caravan.Bench.NodeBoot do
   @moduledoc """
-  Code the benchmark runs on its nodes (they get this directory with `-pa`):
-  the strategy under a supervisor, with or without the serial connector.
+  Code the benchmarks run on their nodes (they get this directory with
+  `-pa`): what a node costs the OS.
   """
-
-  @doc "Starts `Caravan.Cluster.DnsStrategy` with `strategy` options; `serial?` puts connects in line."
-  def strategy(strategy, serial?) do
-    Logger.configure(level: :error)
-
-    {children, strategy} =
-      if serial? do
-        {[Caravan.Bench.SerialConnect],
-         Keyword.merge(strategy,
-           connect: {Caravan.Bench.SerialConnect, :connect, []},
-           connect_timeout: 600_000
-         )}
-      else
-        {[], strategy}
-      end
-
-    {:ok, _} =
-      Supervisor.start_link(children ++ [{Caravan.Cluster.DnsStrategy, strategy}],
-        strategy: :one_for_one,
-        name: Caravan.Bench.NodeSup
-      )
-
-    :ok
-  end
 
   @doc "What the node costs the OS: `%{threads:, rss_kib:}` from /proc."
   def cost do

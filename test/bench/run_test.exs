@@ -14,7 +14,7 @@ defmodule Caravan.Bench.RunTest do
             srv_p50_100 srv_p99_100 srv_floor_p50_100 srv_throughput_100
             srv_p50_500 srv_p99_500 srv_floor_p50_500 srv_throughput_500
             srv_throughput_500_distinct
-            scheduler_pingpong_p99 convergence cost_threads cost_rss)
+            scheduler_pingpong_p99)
 
   @tag :tmp_dir
   test "bench/run.exs --quick runs every measurement and writes well-formed results", %{

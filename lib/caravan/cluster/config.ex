@@ -24,7 +24,10 @@ defmodule Caravan.Cluster.Config do
       key: :poll_interval,
       default: 5_000,
       type: :ms,
-      doc: "milliseconds between polls; the first runs at start"
+      doc: """
+      milliseconds between polls. The first runs at start; later ones at this
+      node's own slot of the interval (`Caravan.Cluster.Schedule`)\
+      """
     ],
     [
       key: :dns_client,

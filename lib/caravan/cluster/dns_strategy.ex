@@ -250,7 +250,9 @@ defmodule Caravan.Cluster.DnsStrategy do
       warned_name_mode: false,
       empty_logged: false,
       lookup: nil,
-      connecting: %{}
+      connecting: %{},
+      # The peers of the last answer, for refill/1.
+      found: []
     }
 
     {:ok, state, {:continue, :poll}}
@@ -284,7 +286,12 @@ defmodule Caravan.Cluster.DnsStrategy do
     case Map.pop(state.connecting, pid) do
       {{^node, timer}, connecting} ->
         Process.cancel_timer(timer)
-        {:noreply, connected(%{state | connecting: connecting}, node, result, duration)}
+
+        {:noreply,
+         state
+         |> Map.put(:connecting, connecting)
+         |> connected(node, result, duration)
+         |> refill(node)}
 
       {nil, _} ->
         {:noreply, state}
@@ -296,7 +303,12 @@ defmodule Caravan.Cluster.DnsStrategy do
       {{node, _timer}, connecting} ->
         Process.unlink(pid)
         Process.exit(pid, :kill)
-        {:noreply, connected(%{state | connecting: connecting}, node, :timeout, nil)}
+
+        {:noreply,
+         state
+         |> Map.put(:connecting, connecting)
+         |> connected(node, :timeout, nil)
+         |> refill(node)}
 
       {nil, _} ->
         {:noreply, state}
@@ -316,7 +328,12 @@ defmodule Caravan.Cluster.DnsStrategy do
     case Map.pop(state.connecting, pid) do
       {{node, timer}, connecting} ->
         Process.cancel_timer(timer)
-        {:noreply, connected(%{state | connecting: connecting}, node, {:crash, reason}, nil)}
+
+        {:noreply,
+         state
+         |> Map.put(:connecting, connecting)
+         |> connected(node, {:crash, reason}, nil)
+         |> refill(node)}
 
       {nil, _} ->
         {:noreply, state}
@@ -382,7 +399,7 @@ defmodule Caravan.Cluster.DnsStrategy do
          {:ok, %{nodes: found, evidence: evidence} = result},
          %{config: config} = state
        ) do
-    debug(state, "found nodes #{inspect(found)} (#{describe_evidence(evidence)})")
+    debug(state, fn -> "found nodes #{inspect(found)} (#{describe_evidence(evidence)})" end)
     state = state |> warn_name_mode(result.unreachable) |> log_empty(result.targets)
     state = %{state | slot: Schedule.slot(Node.self(), found)}
 
@@ -400,7 +417,7 @@ defmodule Caravan.Cluster.DnsStrategy do
 
     state = %{state | membership: membership}
     disconnect(state, gone)
-    connect(state, found)
+    connect(%{state | found: found}, found)
   end
 
   defp warn_name_mode(state, %{count: 0}), do: state
@@ -461,6 +478,11 @@ defmodule Caravan.Cluster.DnsStrategy do
 
   ## Connecting
 
+  # A finished attempt frees a slot for the peers the last answer listed
+  # beyond connect_concurrency, at once rather than at the next poll (the
+  # peer just tried waits for its backoff, and the next poll, as before).
+  defp refill(state, node), do: connect(state, List.delete(state.found, node))
+
   defp connect(%{config: config} = state, found) do
     now = now_ms()
     connected_nodes = list_nodes(config)
@@ -475,7 +497,7 @@ defmodule Caravan.Cluster.DnsStrategy do
     if later != [] do
       debug(
         state,
-        "#{length(later)} connect attempt(s) deferred to the next poll (connect_concurrency)"
+        "#{length(later)} connect attempt(s) wait for a free slot (connect_concurrency)"
       )
     end
 
@@ -785,8 +807,12 @@ defmodule Caravan.Cluster.DnsStrategy do
   # libcluster's Cluster.Logger: the same prefix, and debug lines only when
   # `config :libcluster, debug: true` (or the original's `config :caravan,
   # debug: true`) is set.
+  # A debug message may be a function, built only when it is logged.
   defp log(:debug, config, message) do
-    if debug?(:libcluster) or debug?(:caravan), do: log!(:debug, config, message)
+    if debug?(:libcluster) or debug?(:caravan) do
+      log!(:debug, config, if(is_function(message), do: message.(), else: message))
+    end
+
     :ok
   end
 
