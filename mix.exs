@@ -40,7 +40,7 @@ defmodule Caravan.MixProject do
         Cargo.toml Cargo.lock
         native/caravan_core/Cargo.toml native/caravan_core/src
         native/caravan_nif/Cargo.toml native/caravan_nif/build.rs native/caravan_nif/src
-        README.md ARCHITECTURE.md CHANGELOG.md LICENSE
+        README.md ARCHITECTURE.md CHANGELOG.md LICENSE bench/mesh.svg
       )
     ]
   end
