@@ -63,7 +63,7 @@ defmodule Caravan.MixProject do
           Caravan.Cluster.Membership,
           Caravan.Cluster.NodeNames
         ],
-        "Mix tasks": [Mix.Tasks.Caravan.Lookup, Mix.Tasks.Caravan.Demo]
+        "Mix tasks": [Mix.Tasks.Caravan.Lookup]
       ]
     ]
   end

@@ -382,8 +382,12 @@ defmodule Caravan.Test.DnsServer do
 
   defp output(state), do: state.out |> Enum.reverse() |> IO.iodata_to_binary()
 
-  # A port free for both UDP and TCP on the address, found by binding 0.
-  defp free_port(address) do
+  @doc """
+  A port free for both UDP and TCP on `address` when chosen, found by
+  binding port 0.
+  """
+  @spec free_port(:inet.ip_address()) :: :inet.port_number()
+  def free_port(address) do
     {:ok, udp} = :gen_udp.open(0, ip: address)
     {:ok, port} = :inet.port(udp)
 

@@ -1,6 +1,8 @@
-defmodule Mix.Tasks.Caravan.DemoTest do
-  # Runs the demo the way a user does (`mix caravan.demo`, a subprocess),
-  # then checks that nothing it started is left. Ports 23000-23999.
+defmodule Caravan.Examples.DemoTest do
+  # Runs the demo the way a user does (`scripts/demo`, a subprocess: it
+  # builds examples/demo, an app depending on Caravan by path, and runs
+  # `mix demo` there), then checks that nothing it started is left.
+  # Ports 23000-23999.
   use ExUnit.Case, async: false
 
   alias Caravan.Test.Nodes
@@ -8,7 +10,7 @@ defmodule Mix.Tasks.Caravan.DemoTest do
   @moduletag :demo
   @moduletag timeout: 180_000
 
-  @root Path.expand("../../..", __DIR__)
+  @root Path.expand("../..", __DIR__)
 
   setup do
     Nodes.refute_epmd!()
@@ -16,8 +18,10 @@ defmodule Mix.Tasks.Caravan.DemoTest do
   end
 
   defp demo(args) do
-    Nodes.spawn!("mix", ["caravan.demo" | args], cd: @root, label: "mix caravan.demo")
+    Nodes.spawn!(Path.join(@root, "scripts/demo"), args, label: "scripts/demo")
   end
+
+  defp demo_status(args), do: args |> demo() |> Nodes.wait_for_exit(90_000)
 
   # Every process whose command line mentions `pattern` (beam nodes carry
   # their name, dnsmasq its config directory), but this VM.
@@ -48,7 +52,7 @@ defmodule Mix.Tasks.Caravan.DemoTest do
   end
 
   test "3 nodes: mesh, a node leaves, DNS outage, a node joins; PASS and exit 0, nothing left" do
-    {status, output} = demo(["--nodes", "3", "--port", "23101"]) |> Nodes.wait_for_exit(90_000)
+    {status, output} = demo_status(["--nodes", "3", "--port", "23101"])
 
     assert status == 0, output
     assert [verdict] = Regex.run(~r/^PASS: .*$/m, output), output
@@ -90,8 +94,7 @@ defmodule Mix.Tasks.Caravan.DemoTest do
   end
 
   test "--keep leaves the cluster running; the printed remote shell and stop commands work" do
-    {status, output} =
-      demo(["--nodes", "2", "--port", "23131", "--keep"]) |> Nodes.wait_for_exit(90_000)
+    {status, output} = demo_status(["--nodes", "2", "--port", "23131", "--keep"])
 
     dir = work_dir(output)
     [_, stop] = Regex.run(~r/^  (kill -- [-\d ]+; rm -rf \S+)$/m, output)
@@ -127,30 +130,19 @@ defmodule Mix.Tasks.Caravan.DemoTest do
     assert_nothing_left(output, 23131)
   end
 
-  test "an invalid --nodes is refused with the rule and a non-zero exit, starting nothing" do
-    {status, output} = demo(["--nodes", "1"]) |> Nodes.wait_for_exit(60_000)
-    assert status != 0
-    assert output =~ "--nodes must be a whole number from 2 to 16"
-    assert output =~ "got: 1"
-    assert output =~ "usage: mix caravan.demo [--nodes N] [--port PORT] [--keep]"
-    refute output =~ "Caravan demo:"
-  end
-
-  test "other bad arguments name the argument and the fix" do
-    assert_raise Mix.Error, ~r/invalid value for --nodes: "four", expected a whole number/, fn ->
-      Mix.Tasks.Caravan.Demo.run(["--nodes", "four"])
-    end
-
-    assert_raise Mix.Error, ~r/--port must be a TCP port from 1024 to 65535.*got: 80/s, fn ->
-      Mix.Tasks.Caravan.Demo.run(["--port", "80"])
-    end
-
-    assert_raise Mix.Error, ~r/unknown option --node/, fn ->
-      Mix.Tasks.Caravan.Demo.run(["--node", "3"])
-    end
-
-    assert_raise Mix.Error, ~r/unexpected argument\(s\) now/, fn ->
-      Mix.Tasks.Caravan.Demo.run(["now"])
+  test "bad arguments name the argument, the rule and the fix, and start nothing" do
+    for {args, message} <- [
+          {["--nodes", "1"], ~r/--nodes must be a whole number from 2 to 16.*got: 1/s},
+          {["--nodes", "four"], ~r/invalid value for --nodes: "four", expected a whole number/},
+          {["--port", "80"], ~r/--port must be a TCP port from 1024 to 65535.*got: 80/s},
+          {["--node", "3"], ~r/unknown option --node/},
+          {["now"], ~r/unexpected argument\(s\) now/}
+        ] do
+      {status, output} = demo_status(args)
+      assert status != 0, output
+      assert output =~ message
+      assert output =~ "usage: scripts/demo [--nodes N] [--port PORT] [--keep]"
+      refute output =~ "Caravan demo:"
     end
   end
 
@@ -158,8 +150,12 @@ defmodule Mix.Tasks.Caravan.DemoTest do
     {:ok, busy} = :gen_tcp.listen(23121, ip: {127, 0, 0, 3})
     on_exit(fn -> :gen_tcp.close(busy) end)
 
-    assert_raise Mix.Error,
-                 ~r/127\.0\.0\.3:23121 is not free \(address already in use\).*ss -ltnp 'sport = :23121'.*--port/s,
-                 fn -> Mix.Tasks.Caravan.Demo.run(["--nodes", "2", "--port", "23121"]) end
+    {status, output} = demo_status(["--nodes", "2", "--port", "23121"])
+    assert status != 0, output
+
+    assert output =~
+             ~r/127\.0\.0\.3:23121 is not free \(address already in use\).*ss -ltnp 'sport = :23121'.*--port/s
+
+    refute output =~ "Caravan demo:"
   end
 end

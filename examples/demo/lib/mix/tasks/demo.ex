@@ -1,10 +1,10 @@
-defmodule Mix.Tasks.Caravan.Demo do
+defmodule Mix.Tasks.Demo do
   @shortdoc "Forms a real epmd-less cluster from Consul-shaped DNS on loopback, and breaks it"
 
   @moduledoc """
   Caravan's demo: real nodes, real DNS, no epmd, on this machine's loopback.
 
-      mix caravan.demo [--nodes N] [--port PORT] [--keep]
+      mix demo [--nodes N] [--port PORT] [--keep]
 
   It starts a dnsmasq on `127.0.0.1` and a free port, serving the service
   `app-dist.service.consul` the way Consul does (`.addr.` SRV targets with
@@ -39,6 +39,8 @@ defmodule Mix.Tasks.Caravan.Demo do
 
   use Mix.Task
 
+  alias Caravan.Test.{DnsServer, Dnsmasq}
+
   @switches [nodes: :integer, port: :integer, keep: :boolean]
   @max_nodes 16
   @app "app"
@@ -53,7 +55,12 @@ defmodule Mix.Tasks.Caravan.Demo do
     opts = parse!(args)
     Mix.Task.run("compile")
     Mix.Task.run("app.start")
-    ebin = Mix.Project.compile_path()
+    # Each node loads Caravan and this demo's CaravanDemo.Member.
+    ebin = [
+      Caravan.Epmd |> :code.which() |> to_string() |> Path.dirname(),
+      Mix.Project.compile_path()
+    ]
+
     check_environment!(ebin)
     check_ports!(opts)
     if :ets.whereis(@registry) == :undefined, do: :ets.new(@registry, [:named_table, :public])
@@ -123,7 +130,7 @@ defmodule Mix.Tasks.Caravan.Demo do
 
     @impl true
     def handle_event(:sigterm, state) do
-      Mix.Tasks.Caravan.Demo.teardown()
+      Mix.Tasks.Demo.teardown()
 
       IO.puts(
         "\nFAIL: interrupted (Ctrl-C in scripts/demo, or SIGTERM); every process the demo started is stopped"
@@ -177,17 +184,17 @@ defmodule Mix.Tasks.Caravan.Demo do
     end
   end
 
-  defp usage, do: "usage: mix caravan.demo [--nodes N] [--port PORT] [--keep]"
+  defp usage, do: "usage: scripts/demo [--nodes N] [--port PORT] [--keep]"
 
   defp check_environment!(ebin) do
     for exe <- ["elixir", "dnsmasq"], find(exe) == nil do
       Mix.raise("#{exe} is not installed; run scripts/setup (it installs what the demo needs)")
     end
 
-    if ebin =~ ~r/\s/ do
+    if Enum.any?(ebin, &(&1 =~ ~r/\s/)) do
       Mix.raise(
         "the demo passes Caravan's ebin to each node inside `elixir --erl`, which splits on " <>
-          "whitespace, and #{ebin} has some: run it from a directory without spaces in its path"
+          "whitespace, and #{Enum.join(ebin, " or ")} has some: run it from a directory without spaces in its path"
       )
     end
   end
@@ -226,7 +233,7 @@ defmodule Mix.Tasks.Caravan.Demo do
       ebin: ebin,
       dir: dir,
       cookie: "caravan-demo-" <> rand_hex(8),
-      dns_port: free_udp_tcp_port(),
+      dns_port: DnsServer.free_port({127, 0, 0, 1}),
       dns: nil,
       listed: [],
       outage: %{},
@@ -245,47 +252,18 @@ defmodule Mix.Tasks.Caravan.Demo do
   defp instance(demo, i),
     do: %{index: i, name: "#{@app}-#{demo.opts[:port]}@127.0.0.#{i}", ip: {127, 0, 0, i}}
 
-  # dnsmasq in the shape of examples/dnsmasq/consul.conf. It runs under a small shell
+  # dnsmasq configured by the test suite's fixture (test/support/dnsmasq.ex),
+  # in the shape of examples/dnsmasq/consul.conf. It runs under a small shell
   # that kills it when its stdin (the pipe from this VM) closes, unless told
   # `keep` first.
   defp start_dns(demo, members) do
-    conf = Path.join(demo.dir, "dnsmasq.conf")
+    records = Enum.flat_map(members, &DnsServer.addr_instance(@query, &1.ip, demo.opts[:port]))
 
-    records =
-      Enum.flat_map(members, fn m ->
-        host = addr_host(m.ip)
+    for {path, text} <- Dnsmasq.files(demo.dir, {127, 0, 0, 1}, demo.dns_port, records),
+        do: File.write!(path, text)
 
-        [
-          "srv-host=#{@query},#{host},#{demo.opts[:port]},1,1",
-          "host-record=#{host},127.0.0.#{m.index}"
-        ]
-      end)
-
-    File.write!(
-      conf,
-      Enum.map(
-        [
-          "port=#{demo.dns_port}",
-          "listen-address=127.0.0.1",
-          "bind-interfaces",
-          "no-resolv",
-          "no-hosts",
-          "local=/consul/",
-          "local-ttl=0"
-        ] ++ root_user() ++ records,
-        &[&1, ?\n]
-      )
-    )
-
-    args = [
-      "--keep-in-foreground",
-      "--conf-file=" <> conf,
-      "--pid-file=" <> Path.join(demo.dir, "dnsmasq.pid"),
-      "--log-facility=" <> Path.join(demo.dir, "dnsmasq.log")
-    ]
-
-    proc =
-      spawn_tied(find("dnsmasq"), args, Path.join(demo.dir, "dnsmasq.out"), demo.dir, :watched)
+    {exe, args} = Dnsmasq.command(demo.dir)
+    proc = spawn_tied(find(exe), args, Path.join(demo.dir, "dnsmasq.out"), demo.dir, :watched)
 
     demo = %{demo | dns: proc, listed: Enum.map(members, & &1.index)}
     wait!(fn -> match?({:ok, _}, lookup(demo)) end, 5_000, "dnsmasq did not answer", demo)
@@ -297,22 +275,6 @@ defmodule Mix.Tasks.Caravan.Demo do
   defp stop_dns(demo) do
     stop_group(demo.dns)
     %{demo | dns: nil}
-  end
-
-  defp root_user do
-    case System.cmd("id", ["-u"]) do
-      {"0\n", 0} -> ["user=root"]
-      _ -> []
-    end
-  end
-
-  defp addr_host({a, b, c, d}) do
-    hex =
-      for byte <- [a, b, c, d],
-          into: "",
-          do: byte |> Integer.to_string(16) |> String.pad_leading(2, "0")
-
-    String.downcase(hex) <> ".addr.dc1.consul"
   end
 
   defp lookup(demo) do
@@ -332,7 +294,7 @@ defmodule Mix.Tasks.Caravan.Demo do
           [
             "-proto_dist Elixir.Caravan.Epmd.Dist -start_epmd false",
             "-epmd_module Elixir.Caravan.Epmd.Client",
-            "-pa #{demo.ebin}",
+            "-pa #{Enum.join(demo.ebin, " ")}",
             "-kernel inet_dist_use_interface {127,0,0,#{i}}"
           ],
           " "
@@ -347,7 +309,7 @@ defmodule Mix.Tasks.Caravan.Demo do
         timeout: 300
       ]
 
-      code = "Mix.Tasks.Caravan.Demo.member(#{inspect(strategy)}, #{inspect(view_file(demo, i))})"
+      code = "CaravanDemo.Member.run(#{inspect(strategy)}, #{inspect(view_file(demo, i))})"
 
       args = ["--erl", erl, "--name", m.name, "--cookie", demo.cookie, "-e", code]
       proc = spawn_tied(find("elixir"), args, log_file(demo, i), demo.dir, :reads_stdin)
@@ -453,7 +415,7 @@ defmodule Mix.Tasks.Caravan.Demo do
   end
 
   # A demo VM that was aborted (a second Ctrl-C at the BREAK menu of a bare
-  # `mix caravan.demo`) had no time to remove its directory; its processes
+  # `mix demo`) had no time to remove its directory; its processes
   # stopped by themselves. Directories of --keep runs stay.
   defp remove_stale_dirs do
     for dir <- Path.wildcard(Path.join(System.tmp_dir!(), "caravan-demo-*")),
@@ -463,53 +425,6 @@ defmodule Mix.Tasks.Caravan.Demo do
         do: File.rm_rf(dir)
 
     :ok
-  end
-
-  ## Running on each node (started with `elixir -e`)
-
-  @doc false
-  # The node's whole life: the strategy, a file holding what it sees
-  # (rewritten on every nodeup and nodedown), and its stdin, whose end
-  # halts the node; after a `keep` line it runs until killed.
-  @spec member(keyword(), Path.t()) :: no_return()
-  def member(strategy, view_file) do
-    Logger.configure(level: :info)
-
-    {:ok, _} =
-      Supervisor.start_link([{Caravan.Cluster.DnsStrategy, strategy}],
-        strategy: :one_for_one,
-        name: Caravan.Demo.Supervisor
-      )
-
-    spawn_link(fn ->
-      :ok = :net_kernel.monitor_nodes(true)
-      write_view(view_file)
-      watch(view_file)
-    end)
-
-    wait_for_eof()
-  end
-
-  defp watch(view_file) do
-    receive do
-      {change, _node} when change in [:nodeup, :nodedown] -> write_view(view_file)
-    end
-
-    watch(view_file)
-  end
-
-  defp write_view(file) do
-    tmp = file <> ".tmp"
-    File.write!(tmp, Enum.map(Node.list(), &[Atom.to_string(&1), ?\n]))
-    File.rename!(tmp, file)
-  end
-
-  defp wait_for_eof do
-    case IO.read(:stdio, :line) do
-      "keep\n" -> Process.sleep(:infinity)
-      line when is_binary(line) -> wait_for_eof()
-      _eof -> System.halt(0)
-    end
   end
 
   ## The steps
@@ -737,7 +652,7 @@ defmodule Mix.Tasks.Caravan.Demo do
 
     erl =
       "-proto_dist Elixir.Caravan.Epmd.Dist -start_epmd false " <>
-        "-epmd_module Elixir.Caravan.Epmd.Client -pa #{demo.ebin}"
+        "-epmd_module Elixir.Caravan.Epmd.Client -pa #{hd(demo.ebin)}"
 
     say("""
 
@@ -772,22 +687,6 @@ defmodule Mix.Tasks.Caravan.Demo do
       _ ->
         out = File.read(Path.join(demo.dir, "dnsmasq.out")) |> elem(1) |> to_string()
         raise Failure, "#{message} within #{timeout} ms; its output: #{inspect(out)}"
-    end
-  end
-
-  defp free_udp_tcp_port do
-    {:ok, udp} = :gen_udp.open(0, ip: {127, 0, 0, 1})
-    {:ok, port} = :inet.port(udp)
-
-    case :gen_tcp.listen(port, ip: {127, 0, 0, 1}) do
-      {:ok, tcp} ->
-        :gen_tcp.close(tcp)
-        :gen_udp.close(udp)
-        port
-
-      {:error, _} ->
-        :gen_udp.close(udp)
-        free_udp_tcp_port()
     end
   end
 
