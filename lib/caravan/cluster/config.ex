@@ -1,187 +1,105 @@
 defmodule Caravan.Cluster.Config do
-  # One table holds every option: its key, default, check and doc. It drives
-  # the struct's defaults, the validation, the option list below and the
-  # "known options" of an error, so each default lives in one place.
-  @options [
-    [
-      key: :query,
-      default: :required,
-      type: :query,
-      doc: """
-      the SRV name to poll, such as `"likes-service-dist.service.consul"`.
-      `:consul_service` is accepted as an alias (the original library's name).
-      Checked at start by the rules the lookup applies (RFC 1035/1123)\
-      """
-    ],
-    [
-      key: :node_sname,
-      default: :required,
-      type: :sname,
-      doc:
-        "the first part of every peer's node name: peers are named `<node_sname>-<port>@<host>`"
-    ],
-    [
-      key: :poll_interval,
-      default: 5_000,
-      type: :ms,
-      doc: """
-      milliseconds between polls. The first runs at start; later ones at this
-      node's own slot of the interval (`Caravan.Cluster.Schedule`)\
-      """
-    ],
-    [
-      key: :dns_client,
-      default: Caravan.DnsClient,
-      type: :dns_client,
-      doc: """
-      the module that answers the query: one implementing `Caravan.DnsClient`
-      (`answer/2` or `lookup/2`), or one with only `get_nodes/1` (the
-      original library's) or `get_nodes/2` (its 0.6 form, given the query and
-      `:nameservers`)\
-      """
-    ],
-    [
-      key: :nameservers,
-      default: :client,
-      type: :dns,
-      doc: """
-      where the client sends its queries, in any form of
-      `Caravan.DnsClient.Options` (`["127.0.0.1:8600"]`,
-      `[{"10.0.183.34", "8700"}]`...). `:system` or `[]` is the system
-      resolver (`/etc/resolv.conf`)\
-      """
-    ],
-    [
-      key: :timeout,
-      default: :client,
-      type: :dns,
-      doc: """
-      milliseconds a lookup may take. A poll whose lookup (a TCP confirmation
-      included, which gets what is left of it) has not answered within
-      `:timeout` plus one second is abandoned and counts as failed, whatever
-      the client\
-      """
-    ],
-    [
-      key: :transport,
-      default: :client,
-      type: :dns,
-      doc: "`:udp` or `:tcp`, as in `Caravan.DnsClient.Options`"
-    ],
-    [
-      key: :node_host,
-      default: :target,
-      type: {:one_of, [:target, :address]},
-      doc: """
-      `:target` names peers after the SRV target,
-      `<node_sname>-<port>@<target>`, as the original library did;
-      `:address` after the target's IP address, `<node_sname>-<port>@10.0.1.5`
-      (IPv6 as `:inet.ntoa/1` writes it), for nodes started with
-      `--name app-<port>@<ip>`, as Nomad jobs usually are\
-      """
-    ],
-    [
-      key: :disconnect_after,
-      default: 3,
-      type: :count_or_never,
-      doc: """
-      how many consecutive successful answers that are evidence of absence a
-      node found earlier must be missing from before it is disconnected (see
-      `Caravan.Cluster.Membership`); `:never` disables pruning\
-      """
-    ],
-    [
-      key: :connect_timeout,
-      default: 5_000,
-      type: :ms,
-      doc: "milliseconds one connect attempt may take before it is abandoned"
-    ],
-    [
-      key: :connect_concurrency,
-      default: 16,
-      type: :count,
-      doc: "connect attempts in flight at once"
-    ],
-    [
-      key: :max_backoff,
-      default: {:same_as, :poll_interval},
-      type: :non_neg_ms,
-      doc: """
-      longest wait, in milliseconds, before retrying a peer whose connects
-      keep failing: after its `n`th failure in a row a peer waits
-      `poll_interval * (2^(n-1) - 1)` ms, at most this, and is tried at the
-      first poll after that (so, by default, every one or two polls)\
-      """
-    ],
-    [
-      key: :max_nodes,
-      default: 1024,
-      type: :count,
-      doc: "most peers taken from one answer"
-    ],
-    [
-      key: :max_new_names,
-      default: 256,
-      type: :count,
-      doc: """
-      most new node-name atoms one poll may create; the rest wait for later
-      polls, so one burst of forged records cannot spend `:max_node_names`\
-      """
-    ],
-    [
-      key: :max_node_names,
-      default: :atom_limit,
-      type: :count,
-      doc: """
-      lifetime cap, per topology, on the node-name atoms this strategy
-      creates (atoms are never freed); names that already exist never count.
-      At 80% a warning is logged and `[:caravan, :node_names, :near_limit]`
-      emitted; past it new names are refused (peers already named keep
-      working), each refusal logged as an error with
-      `[:caravan, :node_names, :refused]`\
-      """
-    ],
-    [
-      key: :topology,
-      default: :caravan,
-      type: :atom,
-      from: :state,
-      doc: """
-      the topology's name, in logs (`[libcluster:<topology>]`), telemetry
-      metadata, the node-name budget and the child id. Set by libcluster;
-      give each standalone strategy its own\
-      """
-    ],
-    [
-      key: :connect,
-      default: {:net_kernel, :connect_node, []},
-      type: :mfa,
-      from: :state,
-      doc:
-        "`{module, function, args}` that connects a node (appended to `args`), as in libcluster"
-    ],
-    [
-      key: :disconnect,
-      default: {:erlang, :disconnect_node, []},
-      type: :mfa,
-      from: :state,
-      doc: "`{module, function, args}` that disconnects a node, as in libcluster"
-    ],
-    [
-      key: :list_nodes,
-      default: {:erlang, :nodes, [:connected]},
-      type: :mfa,
-      from: :state,
-      doc: "`{module, function, args}` that lists the connected nodes, as in libcluster"
-    ],
-    [
-      key: :meta,
-      default: nil,
-      type: :any,
-      from: :state,
-      doc: "libcluster's `meta`, kept as given"
-    ]
+  # One table holds every option: {key, default, check, doc}, with :state
+  # before the doc for the keys libcluster sets outside :config. It drives the
+  # struct's defaults, the validation, the option list below and the "known
+  # options" of an error, so each default lives in one place.
+  @option_table [
+    {:query, :required, :query,
+     """
+     the SRV name to poll, such as `"likes-service-dist.service.consul"`.
+     `:consul_service` is accepted as an alias (the original library's name).
+     Checked at start by the rules the lookup applies (RFC 1035/1123)\
+     """},
+    {:node_sname, :required, :sname,
+     "the first part of every peer's node name: peers are named `<node_sname>-<port>@<host>`"},
+    {:poll_interval, 5_000, :ms,
+     """
+     milliseconds between polls. The first runs at start; later ones at this
+     node's own slot of the interval (`Caravan.Cluster.Schedule`)\
+     """},
+    {:dns_client, Caravan.DnsClient, :dns_client,
+     """
+     the module that answers the query: one implementing `Caravan.DnsClient`
+     (`answer/2` or `lookup/2`), or one with only `get_nodes/1` (the
+     original library's) or `get_nodes/2` (its 0.6 form, given the query and
+     `:nameservers`)\
+     """},
+    {:nameservers, :client, :dns,
+     """
+     where the client sends its queries, in any form of
+     `Caravan.DnsClient.Options` (`["127.0.0.1:8600"]`,
+     `[{"10.0.183.34", "8700"}]`...). `:system` or `[]` is the system
+     resolver (`/etc/resolv.conf`)\
+     """},
+    {:timeout, :client, :dns,
+     """
+     milliseconds a lookup may take. A poll whose lookup (a TCP confirmation
+     included, which gets what is left of it) has not answered within
+     `:timeout` plus one second is abandoned and counts as failed, whatever
+     the client\
+     """},
+    {:transport, :client, :dns, "`:udp` or `:tcp`, as in `Caravan.DnsClient.Options`"},
+    {:node_host, :target, {:one_of, [:target, :address]},
+     """
+     `:target` names peers after the SRV target,
+     `<node_sname>-<port>@<target>`, as the original library did;
+     `:address` after the target's IP address, `<node_sname>-<port>@10.0.1.5`
+     (IPv6 as `:inet.ntoa/1` writes it), for nodes started with
+     `--name app-<port>@<ip>`, as Nomad jobs usually are\
+     """},
+    {:disconnect_after, 3, :count_or_never,
+     """
+     how many consecutive successful answers that are evidence of absence a
+     node found earlier must be missing from before it is disconnected (see
+     `Caravan.Cluster.Membership`); `:never` disables pruning\
+     """},
+    {:connect_timeout, 5_000, :ms,
+     "milliseconds one connect attempt may take before it is abandoned"},
+    {:connect_concurrency, 16, :count, "connect attempts in flight at once"},
+    {:max_backoff, {:same_as, :poll_interval}, :non_neg_ms,
+     """
+     longest wait, in milliseconds, before retrying a peer whose connects
+     keep failing: after its `n`th failure in a row a peer waits
+     `poll_interval * (2^(n-1) - 1)` ms, at most this, and is tried at the
+     first poll after that (so, by default, every one or two polls)\
+     """},
+    {:max_nodes, 1024, :count, "most peers taken from one answer"},
+    {:max_new_names, 256, :count,
+     """
+     most new node-name atoms one poll may create; the rest wait for later
+     polls, so one burst of forged records cannot spend `:max_node_names`\
+     """},
+    {:max_node_names, :atom_limit, :count,
+     """
+     lifetime cap, per topology, on the node-name atoms this strategy
+     creates (atoms are never freed); names that already exist never count.
+     At 80% a warning is logged and `[:caravan, :node_names, :near_limit]`
+     emitted; past it new names are refused (peers already named keep
+     working), each refusal logged as an error with
+     `[:caravan, :node_names, :refused]`\
+     """},
+    {:topology, :caravan, :atom, :state,
+     """
+     the topology's name, in logs (`[libcluster:<topology>]`), telemetry
+     metadata, the node-name budget and the child id. Set by libcluster;
+     give each standalone strategy its own\
+     """},
+    {:connect, {:net_kernel, :connect_node, []}, :mfa, :state,
+     "`{module, function, args}` that connects a node (appended to `args`), as in libcluster"},
+    {:disconnect, {:erlang, :disconnect_node, []}, :mfa, :state,
+     "`{module, function, args}` that disconnects a node, as in libcluster"},
+    {:list_nodes, {:erlang, :nodes, [:connected]}, :mfa, :state,
+     "`{module, function, args}` that lists the connected nodes, as in libcluster"},
+    {:meta, nil, :any, :state, "libcluster's `meta`, kept as given"}
   ]
+
+  @options Enum.map(@option_table, fn
+             {key, default, type, doc} ->
+               [key: key, default: default, type: type, doc: doc]
+
+             {key, default, type, :state, doc} ->
+               [key: key, default: default, type: type, from: :state, doc: doc]
+           end)
 
   @keys Enum.map(@options, & &1[:key])
   @state_keys for opt <- @options, opt[:from] == :state, do: opt[:key]
