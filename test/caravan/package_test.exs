@@ -70,7 +70,8 @@ defmodule Caravan.PackageTest do
     end
   end
 
-  test "every guide is a doc extra, in its group, and the README links to it", %{files: files} do
+  test "every guide ships, is a doc extra in the Guides group, and the README links to it",
+       %{files: files} do
     docs = Mix.Project.config()[:docs]
     readme = File.read!(Path.join(@root, "README.md"))
     guides = @root |> Path.join("guides/*.md") |> Path.wildcard() |> Enum.map(&relative/1)
