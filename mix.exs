@@ -40,7 +40,7 @@ defmodule Caravan.MixProject do
         Cargo.toml Cargo.lock
         native/caravan_core/Cargo.toml native/caravan_core/src
         native/caravan_nif/Cargo.toml native/caravan_nif/build.rs native/caravan_nif/src
-        README.md ARCHITECTURE.md CHANGELOG.md LICENSE bench/mesh.svg
+        README.md guides ARCHITECTURE.md CHANGELOG.md LICENSE bench/mesh.svg
       )
     ]
   end
@@ -49,9 +49,29 @@ defmodule Caravan.MixProject do
     [
       main: "readme",
       source_ref: "v#{@version}",
-      extras: ["README.md", "ARCHITECTURE.md", "CHANGELOG.md", "LICENSE"],
+      extras: [
+        "README.md",
+        "guides/distribution.md",
+        "guides/discovery.md",
+        "guides/nomad-consul.md",
+        "guides/reliability.md",
+        "guides/performance.md",
+        "guides/development.md",
+        "ARCHITECTURE.md",
+        "CHANGELOG.md",
+        "LICENSE"
+      ],
       groups_for_extras: [
-        Guides: ["README.md", "ARCHITECTURE.md"],
+        Guides: [
+          "README.md",
+          "guides/distribution.md",
+          "guides/discovery.md",
+          "guides/nomad-consul.md",
+          "guides/reliability.md",
+          "guides/performance.md",
+          "guides/development.md",
+          "ARCHITECTURE.md"
+        ],
         About: ["CHANGELOG.md", "LICENSE"]
       ],
       groups_for_modules: [

@@ -64,8 +64,25 @@ defmodule Caravan.PackageTest do
         Path.extname(doc) == ".md",
         [_, target] <- Regex.scan(~r/\]\(([^)#\s]+)[^)]*\)/, File.read!(Path.join(@root, doc))),
         not String.contains?(target, "://") do
-      path = doc |> Path.dirname() |> Path.join(target) |> Path.relative_to(".")
+      # Relative to the linking doc: guides/ link to ../README.md.
+      path = target |> Path.expand(Path.join(@root, Path.dirname(doc))) |> relative()
       assert path in files, "#{doc} links to #{target}, which is not in package[:files]"
+    end
+  end
+
+  test "every guide ships, is a doc extra in the Guides group, and the README links to it",
+       %{files: files} do
+    docs = Mix.Project.config()[:docs]
+    readme = File.read!(Path.join(@root, "README.md"))
+    guides = @root |> Path.join("guides/*.md") |> Path.wildcard() |> Enum.map(&relative/1)
+
+    assert guides != []
+
+    for guide <- guides do
+      assert guide in files, "#{guide} is not in package[:files]"
+      assert guide in docs[:extras], "#{guide} is not in docs[:extras]"
+      assert guide in docs[:groups_for_extras][:Guides], "#{guide} is not in the Guides group"
+      assert readme =~ "](#{guide})", "README.md does not link to #{guide}"
     end
   end
 

@@ -210,13 +210,51 @@ defmodule Caravan.Cluster.DropInTest do
       assert error.message =~ ":topology"
     end
 
-    test "every option is in the moduledoc and the README's table, with the table's default" do
+    test "every option is in the moduledoc and in guides/discovery.md's table, each with its default from Config.options/0" do
       {:docs_v1, _, _, _, %{"en" => moduledoc}, _, _} = Code.fetch_docs(Config)
-      readme = File.read!(Path.expand("../../../README.md", __DIR__))
 
-      for opt <- Config.options() do
-        assert moduledoc =~ "* `#{inspect(opt[:key])}` - "
-        assert readme =~ ~r/^\| `#{opt[:key]}`/m, "README's options table lacks #{opt[:key]}"
+      # The moduledoc's list: "  * `:key` - doc. Default: text." (the default
+      # is the option's last sentence).
+      doc_defaults =
+        for [_, key, default] <-
+              Regex.scan(~r/^  \* `:(\w+)` - .*?Default: (.*?)\.$/ms, moduledoc),
+            into: %{},
+            do: {key, default}
+
+      # The guide's table: "| `key` (alias ...) | default | meaning |", in
+      # the section "## Options (`Caravan.Cluster.Config`)".
+      guide = File.read!(Path.expand("../../../guides/discovery.md", __DIR__))
+      [_, section] = String.split(guide, "\n## Options (`Caravan.Cluster.Config`)\n", parts: 2)
+      [section | _] = String.split(section, "\n## ", parts: 2)
+
+      rows =
+        for [_, key, default] <- Regex.scan(~r/^\| `(\w+)`[^|]*\| ([^|]*) \|/m, section),
+            do: {key, default}
+
+      table = Map.new(rows)
+
+      keys = for opt <- Config.options(), do: Atom.to_string(opt[:key])
+
+      assert Enum.map(rows, &elem(&1, 0)) == keys,
+             "the table's rows are not the options, in order"
+
+      for opt <- Config.options(), key = Atom.to_string(opt[:key]) do
+        # How the moduledoc writes each kind of default; placeholders such as
+        # :required or :client are written out in words.
+        expected =
+          case opt[:default] do
+            {:same_as, other} -> "the value of `#{inspect(other)}`"
+            placeholder when placeholder in [:required, :client, :atom_limit] -> doc_defaults[key]
+            value -> "`#{inspect(value)}`"
+          end
+
+        assert is_binary(expected) and expected != ""
+
+        assert doc_defaults[key] == expected,
+               "the moduledoc gives #{key} the default #{inspect(doc_defaults[key])}"
+
+        assert table[key] == expected,
+               "guides/discovery.md gives #{key} the default #{inspect(table[key])}, the moduledoc #{inspect(expected)}"
       end
     end
 
