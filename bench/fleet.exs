@@ -8,8 +8,8 @@
 # Nodes are OS processes with Caravan's flags, one port (25500) and one
 # address each (127.0.1.x, 127.0.3.x), as Nomad allocations are. DNS is the
 # Consul fixture (Caravan.Test.ConsulDns). Writes bench/results.json (or
-# --out) and, when gnuplot is installed, bench/mesh.svg. See README
-# "Performance".
+# --out) and, when gnuplot is installed, bench/mesh.svg. See
+# guides/performance.md.
 
 {opts, _, _} =
   OptionParser.parse(System.argv(), strict: [quick: :boolean, out: :string, svg: :string])

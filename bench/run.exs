@@ -7,7 +7,7 @@
 #
 # Prints a table and writes bench/micro.json. Fixtures (dnsmasq, BIND, a
 # silent nameserver) are started here and stopped before it exits. See
-# README "Performance".
+# guides/performance.md.
 
 {opts, _, _} = OptionParser.parse(System.argv(), strict: [quick: :boolean, out: :string])
 quick? = Keyword.get(opts, :quick, false)
@@ -193,7 +193,7 @@ try do
       try do
         addr = Caravan.Test.DnsServer.address(server)
         # 500 records never fit UDP: both clients ask over TCP from the
-        # start, as the README advises for large answers ("500 needs TCP").
+        # start, as a user would for an answer that large.
         transport = if n >= 500, do: :tcp, else: :udp
 
         lookup_opts = [

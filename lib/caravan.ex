@@ -20,7 +20,8 @@ defmodule Caravan do
 
       iex --erl "-proto_dist Elixir.Caravan.Epmd.Dist -start_epmd false -epmd_module Elixir.Caravan.Epmd.Client -pa _build/dev/lib/caravan/ebin" --sname node3434 -S mix
 
-  See `Caravan.Epmd.Client` and `Caravan.Epmd.Dist_dist`, and the README's
-  "Distribution without epmd" for releases, TLS, IPv6 and remote shells.
+  See `Caravan.Epmd.Client` and `Caravan.Epmd.Dist_dist`, and the guide
+  [Distribution without epmd](distribution.md) for releases, TLS, IPv6 and
+  remote shells.
   """
 end

@@ -1,6 +1,6 @@
 # A Nomad job for a release of examples/sample_app: BEAM nodes with no epmd that
-# find each other through Consul DNS. README.md, "Running on Nomad + Consul",
-# walks through it; test/examples/check_nomad_job.py checks it on every test run.
+# find each other through Consul DNS. guides/nomad-consul.md walks
+# through it; test/examples/check_nomad_job.py checks it on every test run.
 #
 # How the pieces fit:
 #   * Caravan reads a node's distribution port from its name:

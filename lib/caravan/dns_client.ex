@@ -79,6 +79,9 @@ defmodule Caravan.DnsClient do
   At most 64 lookups to the same nameservers run at once (the rest wait,
   within their timeout); lookups to other nameservers have turns of their
   own. Answers are never cached.
+
+  The guide [Discovery and the strategy](discovery.md#the-dns-client)
+  shows it at work.
   """
 
   require Logger

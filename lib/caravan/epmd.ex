@@ -24,6 +24,9 @@ defmodule Caravan.Epmd do
       so two differently named nodes cannot claim the same port;
     * a name is at most 255 characters (node names are atoms), not empty,
       valid UTF-8, with text on both sides of a single `@`.
+
+  The guide [Distribution without epmd](distribution.md) covers where a
+  node's port comes from, remote shells and rpc.
   """
 
   @typedoc "A node name: an atom such as `:\"app-4001@host\"`, or the same as a charlist or binary."

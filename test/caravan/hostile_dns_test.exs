@@ -97,9 +97,8 @@ defmodule Caravan.HostileDnsTest do
 
   # Processes that are ending (a capture_log's, a finished task) may take a
   # moment to go: wait up to a second for the count to come back.
-  # Every process but the raw server's TCP connections, which live as long
-  # as the client keeps its connection (Caravan reuses resolvers and their
-  # connections across lookups).
+  # Every process but the raw server's TCP connections, which live until
+  # the client closes its connection.
   defp client_process_count do
     Enum.count(Process.list(), fn pid ->
       case Process.info(pid, :dictionary) do

@@ -1,6 +1,6 @@
 defmodule Caravan.ReleaseTest do
   # A `mix release` of a throwaway app that depends on Caravan by path,
-  # configured as the README says (rel/vm.args.eex, rel/remote.vm.args.eex,
+  # configured as guides/distribution.md says (rel/vm.args.eex, rel/remote.vm.args.eex,
   # rel/env.sh.eex): it boots without epmd, and `bin/sample rpc` and
   # `bin/sample remote` reach it. Port 21090.
   use ExUnit.Case, async: true
@@ -13,7 +13,7 @@ defmodule Caravan.ReleaseTest do
 
   @node "sample-21090@127.0.0.1"
 
-  # The README's release recipe, verbatim.
+  # The release recipe of guides/distribution.md, verbatim.
   @vm_args """
   ## Caravan: distribution without epmd. The port comes from the node name.
   -proto_dist Elixir.Caravan.Epmd.Dist

@@ -143,6 +143,9 @@ defmodule Caravan.Cluster.Config do
   what is expected. A missing `:query` or `:node_sname` raises a `KeyError`.
   The DNS options are checked by the rules every lookup applies (with
   `config :caravan, :dns` merged in), whatever the client.
+
+  The guide [Discovery and the strategy](discovery.md#options-caravanclusterconfig)
+  has these options as a table.
   """
 
   @typedoc "The validated options. Fields are documented in the moduledoc."

@@ -19,6 +19,9 @@ defmodule Caravan.Cluster.Membership do
       one: nothing after the first failure (it is retried at the next poll),
       then `poll_interval * (2^(failures - 1) - 1)` milliseconds, capped at
       `max_backoff`.
+
+  The guide [Reliability and threat model](reliability.md) lists the
+  tests that hold it to this.
   """
 
   defstruct known: %{}, failures: %{}, self_seen: false

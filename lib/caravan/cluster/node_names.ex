@@ -11,6 +11,8 @@ defmodule Caravan.Cluster.NodeNames do
   `max_node_names` new atoms over the VM's life; names that already exist as
   atoms cost nothing. The count lives in a `:counters` reference in
   `:persistent_term`, so a restarted strategy does not get a fresh budget.
+
+  The threat model is in the guide [Reliability and threat model](reliability.md#threat-model).
   """
 
   @doc """

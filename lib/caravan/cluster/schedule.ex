@@ -6,6 +6,8 @@ defmodule Caravan.Cluster.Schedule do
   the machine's clock, so `n` nodes that see the same answer poll
   `poll_interval / n` apart. A node DNS does not list yet takes a slot from
   a hash of its name.
+
+  Its effect on the fleet's load is measured in the guide [Performance](performance.md).
   """
 
   @doc """

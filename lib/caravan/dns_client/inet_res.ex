@@ -29,6 +29,8 @@ defmodule Caravan.DnsClient.InetRes do
       `:server_error`, a POSIX error such as `:econnrefused` is
       `:unreachable`, and an answer `:inet_res` cannot decode (its bare
       `:formerr`) is `:malformed`.
+
+  See also the guide [Discovery and the strategy](discovery.md#the-dns-client).
   """
 
   @behaviour Caravan.DnsClient

@@ -34,6 +34,8 @@ defmodule Caravan.DnsClient.Options do
   The parsing and range checks live in Rust (`caravan_core::dns::nameserver`
   and `caravan_core::dns::options`); this module merges the sources and
   raises `ArgumentError` naming the key, the value and what was expected.
+
+  See also the guide [Discovery and the strategy](discovery.md#the-dns-client).
   """
 
   @defaults [

@@ -73,6 +73,9 @@ defmodule Caravan.Epmd.Client do
   These functions are called by the VM while it boots, before Logger or any
   Elixir application has started: they read no application environment and
   log through Erlang's `:logger`.
+
+  The guide [Distribution without epmd](distribution.md#what-the-epmd-module-answers)
+  lists what each callback answers.
   """
 
   @dist_version 6

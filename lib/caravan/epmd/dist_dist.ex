@@ -48,6 +48,9 @@ defmodule Caravan.Epmd.Dist_dist do
   underlying module lacks answer as net_kernel does without them:
   `{:error, :enotsup}` for `setopts/2`/`getopts/2`, `{:ok, []}` for
   `childspecs/0`.
+
+  IPv6 and TLS are in the guide [Distribution without epmd](distribution.md);
+  TLS in production in [Running on Nomad + Consul](nomad-consul.md).
   """
 
   @transports [

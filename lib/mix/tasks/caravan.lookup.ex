@@ -31,6 +31,8 @@ defmodule Mix.Tasks.Caravan.Lookup do
   says so when the answer is not known to be complete (see
   `Caravan.DnsClient.answer/2`), and shows a target whose address lookups
   failed as `(lookup failed)`.
+
+  See also the guide [Discovery and the strategy](discovery.md#mix-caravanlookup).
   """
 
   use Mix.Task

@@ -2,7 +2,7 @@ defmodule Caravan.Cluster.FaultsTest do
   # Faults with real nodes (OS processes) and real or misbehaving DNS:
   # a network partition between namespaces, flapping answers, a crash loop,
   # slow answers. Ports 24000-24499. The figures printed here are the ones
-  # in the README's "Reliability" section.
+  # in guides/reliability.md.
   use ExUnit.Case, async: false
 
   alias Caravan.Test.{Cluster, Dnsmasq, DnsServer, Netns, Nodes, RawDnsServer}
