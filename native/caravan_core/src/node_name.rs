@@ -122,13 +122,9 @@ pub fn local_part(name: &str) -> Result<&str, NameError> {
             });
         }
     }
-    // Bytes, not chars: '@' is ASCII, so its byte offsets are char
-    // boundaries.
-    let bytes = name.as_bytes();
-    let (Some(at), ats) = at_signs(bytes) else {
+    let Some((local, host)) = name.split_once('@') else {
         return Ok(name);
     };
-    let (local, host) = (&name[..at], &bytes[at + 1..]);
     if local.is_empty() {
         Err(NameError::EmptyName {
             name: name.to_owned(),
@@ -137,68 +133,13 @@ pub fn local_part(name: &str) -> Result<&str, NameError> {
         Err(NameError::EmptyHost {
             name: name.to_owned(),
         })
-    } else if ats > 1 {
+    } else if host.contains('@') {
         Err(NameError::ManyAts {
             name: name.to_owned(),
         })
     } else {
         Ok(local)
     }
-}
-
-/// The index of the first `@` in `bytes`, and how many there are.
-///
-/// Eight bytes at a time: this is on the connect path, and a byte loop
-/// over the name (then over its host again, for a second `@`) was the
-/// largest part of `dist_port` in a profile. (memchr, tried, was slower:
-/// names are too short for its setup to pay.)
-fn at_signs(bytes: &[u8]) -> (Option<usize>, u32) {
-    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
-    const AT: u64 = u64::from_ne_bytes([b'@'; 8]);
-    let mut first = None;
-    let mut count = 0;
-    let mut note = |index: usize| {
-        first.get_or_insert(index);
-        count += 1;
-    };
-    let len = bytes.len();
-    if len < 8 {
-        bytes
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == b'@')
-            .for_each(|(i, _)| note(i));
-        return (first, count);
-    }
-    // The word starting at `at`, little-endian, so byte i is bits 8i..8i+8.
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    // For each '@' in `word`, in order, notes `base` + its byte index. A
-    // byte of `x` is zero (the byte was '@') exactly when neither its low 7
-    // bits plus 0x7f (which cannot carry into the next byte) nor the byte
-    // itself has the high bit set; that leaves 0x80 in exactly those bytes.
-    let mut scan = |word: u64, base: usize| {
-        let x = word ^ AT;
-        let mut marks = !((x & LOW7).wrapping_add(LOW7) | x | LOW7);
-        while marks != 0 {
-            note(base + (marks.trailing_zeros() / 8) as usize);
-            marks &= marks - 1;
-        }
-    };
-    let whole = len - len % 8;
-    for at in (0..whole).step_by(8) {
-        scan(word(at), at);
-    }
-    if whole < len {
-        // The last 8 bytes, shifted so that only those not yet scanned are
-        // left (the bytes shifted in are zero, never '@').
-        let fresh = len - whole;
-        scan(word(len - 8) >> (8 * (8 - fresh)), whole);
-    }
-    (first, count)
 }
 
 /// What a node name says about the node: a node listening on the port its
@@ -317,32 +258,6 @@ mod tests {
 
     fn port(name: &str) -> Result<u16, NameError> {
         dist_port(name.as_bytes())
-    }
-
-    #[test]
-    fn at_signs_agrees_with_a_byte_loop() {
-        // Every length across several words, '@' at none, one or two
-        // places, between bytes one bit away from '@' (0x40) and with the
-        // high bit set, where a word-at-a-time test could misfire.
-        let fillers = [b'a', 0x00, 0x3f, 0x41, 0xc0, 0xff, b'0'];
-        for len in 0..=33 {
-            for (k, &filler) in fillers.iter().enumerate() {
-                let bytes: Vec<u8> = (0..len).map(|i| fillers[(i + k) % 7] ^ filler).collect();
-                for (p, q) in [
-                    (None, None),
-                    (Some(0), None),
-                    (Some(len / 2), len.checked_sub(1)),
-                ] {
-                    let mut bytes = bytes.clone();
-                    for i in [p, q].into_iter().flatten().filter(|&i| i < len) {
-                        bytes[i] = b'@';
-                    }
-                    let first = bytes.iter().position(|&b| b == b'@');
-                    let count = bytes.iter().filter(|&&b| b == b'@').count() as u32;
-                    assert_eq!(at_signs(&bytes), (first, count), "{bytes:?}");
-                }
-            }
-        }
     }
 
     #[test]
