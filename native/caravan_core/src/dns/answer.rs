@@ -26,8 +26,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use hickory_resolver::proto::op::Message;
-use hickory_resolver::proto::rr::RData;
+use hickory_proto::op::Message;
+use hickory_proto::rr::RData;
 
 use super::error::quoted;
 use super::hostname::is_valid_hostname;
@@ -372,8 +372,8 @@ mod tests {
 
     #[test]
     fn names_from_a_message_read_as_their_text_and_bad_ones_stay_rejected() {
-        use hickory_resolver::proto::rr::rdata::{A, SRV};
-        use hickory_resolver::proto::rr::{Name, Record};
+        use hickory_proto::rr::rdata::{A, SRV};
+        use hickory_proto::rr::{Name, Record};
         let name = |text: &str| Name::from_ascii(text).unwrap();
         let service = name("likes.service.consul.");
         let mut message = Message::query();

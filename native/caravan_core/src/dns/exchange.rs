@@ -19,9 +19,9 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, Query as DnsQuery};
-use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use hickory_resolver::proto::serialize::binary::BinEncodable;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as DnsQuery};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 

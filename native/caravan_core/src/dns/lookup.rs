@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, timeout_at};
@@ -338,12 +338,12 @@ fn system_nameservers(query: &Query) -> Result<Vec<SocketAddr>, LookupError> {
 
 /// The nameservers a `resolv.conf` names, in order, without repeats.
 fn resolv_conf_nameservers(bytes: Vec<u8>) -> Result<Vec<SocketAddr>, String> {
-    let (config, _opts) = hickory_resolver::system_conf::parse_resolv_conf(bytes)
+    let config = resolv_conf::Config::parse(&bytes)
         .map_err(|e| format!("could not parse {RESOLV_CONF} ({e})"))?;
     let mut servers: Vec<SocketAddr> = Vec::new();
-    for ns in config.name_servers() {
-        let port = ns.connections.first().map_or(53, |c| c.port);
-        let addr = SocketAddr::new(ns.ip, port);
+    for ns in config.nameservers {
+        // resolv.conf names addresses only: port 53, as every resolver reads it.
+        let addr = SocketAddr::new(ns.into(), 53);
         if !servers.contains(&addr) {
             servers.push(addr);
         }
