@@ -53,15 +53,7 @@ defmodule Caravan.Epmd do
   def dist_port(name)
       when is_binary(name) or is_list(name) or
              (is_atom(name) and name not in [nil, true, false]) do
-    # The NIF reads binaries, ASCII atoms and flat charlists (what OTP hands
-    # the epmd module) itself; it answers :chardata for anything else,
-    # converted here. (The common case is matched inline: this is on the
-    # connect path.)
-    case Caravan.Native.dist_port(name) do
-      port when is_integer(port) -> port
-      :chardata -> name |> to_binary!() |> port!()
-      error -> port_result!(error)
-    end
+    name |> to_binary!() |> port!()
   end
 
   def dist_port(name), do: raise(ArgumentError, not_a_name(name))
