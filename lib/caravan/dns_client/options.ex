@@ -136,25 +136,17 @@ defmodule Caravan.DnsClient.Options do
     end
   end
 
-  defp integer!(opts, key, what) do
-    case Keyword.fetch!(opts, key) do
-      value when is_integer(value) ->
-        value
+  defp integer!(opts, key, what), do: typed!(opts, key, &is_integer/1, "an integer (#{what})")
+  defp boolean!(opts, key), do: typed!(opts, key, &is_boolean/1, "true or false")
 
-      value ->
-        raise ArgumentError,
-              "expected #{inspect(key)} to be an integer (#{what}), got: #{inspect(value, limit: 20)}"
-    end
-  end
+  defp typed!(opts, key, valid?, expected) do
+    value = Keyword.fetch!(opts, key)
 
-  defp boolean!(opts, key) do
-    case Keyword.fetch!(opts, key) do
-      value when is_boolean(value) ->
-        value
-
-      value ->
-        raise ArgumentError,
-              "expected #{inspect(key)} to be true or false, got: #{inspect(value, limit: 20)}"
+    if valid?.(value) do
+      value
+    else
+      raise ArgumentError,
+            "expected #{inspect(key)} to be #{expected}, got: #{inspect(value, limit: 20)}"
     end
   end
 
