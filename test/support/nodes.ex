@@ -23,6 +23,7 @@ defmodule Caravan.Test.Nodes do
       is always added, so no test ever starts epmd.
     * `:erl` - more emulator flags, a list of strings, default `[]`.
     * `:cookie` - default `"caravan-test"`.
+    * `:code_paths` - more `-pa` directories, after Caravan's ebin.
     * `:env` - `[{"NAME", "value" | nil}]`; `nil` unsets. `ERL_FLAGS`,
       `ERL_AFLAGS`, `ERL_ZFLAGS` are unset and crash dumps off unless given.
     * `:app_env` - `[app: [key: value]]`, set before `:boot` runs.
@@ -75,6 +76,7 @@ defmodule Caravan.Test.Nodes do
     erl: [],
     cookie: "caravan-test",
     env: [],
+    code_paths: [],
     app_env: [],
     boot: nil,
     netns: nil,
@@ -209,7 +211,8 @@ defmodule Caravan.Test.Nodes do
 
     args =
       if(opts[:caravan], do: seed_flags(), else: ~w(-start_epmd false)) ++
-        opts[:erl] ++ ["-setcookie", opts[:cookie], "-pa", caravan_ebin() | elixir]
+        opts[:erl] ++
+        ["-setcookie", opts[:cookie], "-pa", caravan_ebin() | opts[:code_paths] ++ elixir]
 
     # `sh` for what :peer has no option for: stderr into stdout (OTP 25's
     # peer leaves it on the test VM's stderr), a working directory, netns.
