@@ -43,15 +43,12 @@ defmodule Caravan.Test.Nodes do
   (with a `:binding`); `rpc!/5` applies a function; each runs in a fresh
   process on the node (`:peer.call/5`). Closures cannot be sent.
 
-  ## Stopping and cleanup
+  ## Stopping and other OS processes
 
   `stop/1` kills the node's process group and every descendant (port
-  programs run in sessions of their own), so nothing outlives a test; the
-  same happens when the process that started the node exits and in the
-  `on_exit` callback. A node whose stdin closes halts by itself (`:peer`).
-
-  ## Other OS processes
-
+  programs start sessions of their own), so nothing outlives a test; so do
+  the exit of the process that started the node and the `on_exit`
+  callback. A node whose stdin closes halts by itself (`:peer` does that).
   `spawn!/3` runs any command (`bin/app start`, `iex --remsh`) under the
   same cleanup, with `send_input/2`, `wait_for_output/3`, `wait_for_exit/2`.
   """
@@ -61,28 +58,15 @@ defmodule Caravan.Test.Nodes do
   @enforce_keys [:server, :os_pid, :label]
   defstruct [:server, :peer, :os_pid, :label, :name]
 
-  @type t :: %__MODULE__{
-          server: pid(),
-          peer: pid() | nil,
-          os_pid: pos_integer(),
-          label: String.t(),
-          name: node() | nil
-        }
-
-  @start_keys [
-    :name,
-    :sname,
-    caravan: true,
-    erl: [],
-    cookie: "caravan-test",
-    env: [],
-    code_paths: [],
-    app_env: [],
-    boot: nil,
-    netns: nil,
-    timeout: 30_000,
-    cleanup: true
-  ]
+  @start_keys [:name, :sname, caravan: true, erl: [], cookie: "caravan-test", env: []] ++
+                [
+                  code_paths: [],
+                  app_env: [],
+                  boot: nil,
+                  netns: nil,
+                  timeout: 30_000,
+                  cleanup: true
+                ]
 
   @doc "Caravan's three flags from the README, as a list."
   def seed_flags do
@@ -143,7 +127,8 @@ defmodule Caravan.Test.Nodes do
     exe = System.find_executable(executable) || raise ArgumentError, "no #{executable}"
     env = env(opts[:env])
     {:ok, server} = Server.start_link({:raw, exe, args, env, opts[:cd] || System.tmp_dir!()})
-    node = %__MODULE__{server: server, os_pid: Server.call(server, :os_pid), label: opts[:label]}
+    {nil, os_pid} = Server.call(server, :info)
+    node = %__MODULE__{server: server, os_pid: os_pid, label: opts[:label]}
     if opts[:cleanup], do: ExUnit.Callbacks.on_exit({__MODULE__, server}, fn -> stop(node) end)
     node
   end
@@ -152,8 +137,20 @@ defmodule Caravan.Test.Nodes do
   def send_input(%__MODULE__{server: server}, data), do: Server.call(server, {:input, data})
 
   @doc "Waits until the output matches `pattern` (regex or substring); returns it, or raises."
-  def wait_for_output(%__MODULE__{} = node, pattern, timeout \\ 15_000),
-    do: poll_output(node, pattern, System.monotonic_time(:millisecond) + timeout)
+  def wait_for_output(%__MODULE__{} = node, pattern, timeout \\ 15_000) do
+    found? = &if(is_binary(pattern), do: &1 =~ pattern, else: Regex.match?(pattern, &1))
+    # Whether it exited is read first, so its last output counts.
+    poll(
+      fn -> (exit_status(node, 0) != nil or found?.(output(node))) && output(node) end,
+      timeout
+    )
+
+    text = output(node)
+
+    if found?.(text),
+      do: text,
+      else: raise("#{node.label}: no #{inspect(pattern)}; output:\n" <> text)
+  end
 
   @doc "Waits for a process to exit on its own: `{status, output}`, or raises."
   def wait_for_exit(%__MODULE__{} = node, timeout \\ 15_000) do
@@ -164,10 +161,8 @@ defmodule Caravan.Test.Nodes do
   end
 
   @doc "Calls `fun` every `interval` ms until truthy (returned); raises after `timeout` ms."
-  def wait_until(fun, timeout \\ 15_000, interval \\ 50) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(fun, deadline, interval)
-  end
+  def wait_until(fun, timeout \\ 15_000, interval \\ 50),
+    do: poll(fun, timeout, interval) || raise("condition still false after #{timeout} ms")
 
   @doc "The TCP sockets the OS process of `node` listens on, `{ip, port}`, from `/proc`."
   def listening(%__MODULE__{os_pid: os_pid}) do
@@ -230,22 +225,33 @@ defmodule Caravan.Test.Nodes do
         shutdown: :close
       })
 
-    {:ok, server} = Server.start_link({:node, peer_opts})
-    {peer, os_pid} = Server.call(server, :peer)
+    ref = make_ref()
+    {:ok, server} = Server.start_link({:node, Map.put(peer_opts, :wait_boot, {self(), ref})})
+    {peer, os_pid} = Server.call(server, :info)
     node = %__MODULE__{server: server, peer: peer, os_pid: os_pid, label: label}
     if opts[:cleanup], do: ExUnit.Callbacks.on_exit({__MODULE__, server}, fn -> stop(node) end)
-    {node, opts}
+    {node, ref, opts}
   end
 
-  defp await({node, opts}) do
-    with {:ok, name} <- Server.call(node.server, {:await, opts[:timeout]}, :infinity),
+  # :peer tells the process that started it (wait_boot) once the node is up.
+  defp await({node, ref, opts}) do
+    result =
+      receive do
+        {^ref, {:started, name, _}} -> {:ok, name}
+        {^ref, {:boot_failed, {:exit_status, status}, _}} -> {:exited, status, output(node)}
+        {^ref, {:boot_failed, reason, _}} -> {:exited, -1, output(node) <> inspect(reason)}
+      after
+        opts[:timeout] -> {:timeout, output(node)}
+      end
+
+    with {:ok, name} <- result,
          node = %{node | name: if(name != :nonode@nohost, do: name)},
          {:ok, :ok} <- remote(node, {:boot, opts[:app_env], payload(opts[:boot])}, opts[:timeout]) do
       {:ok, node}
     else
       {:ok, {:error, message}} -> {:error, {:boot_failed, message, output(node)}}
-      {:error, {:exited, _, _} = exited} -> {:error, exited}
       {:error, reason} -> {:error, {reason, output(node)}}
+      error -> {:error, error}
     end
   end
 
@@ -257,14 +263,8 @@ defmodule Caravan.Test.Nodes do
   end
 
   defp env(env) do
-    base = [
-      {"ERL_FLAGS", nil},
-      {"ERL_AFLAGS", nil},
-      {"ERL_ZFLAGS", nil},
-      {"ELIXIR_ERL_OPTIONS", nil}
-    ]
-
-    base ++ [{"ERL_CRASH_DUMP_SECONDS", "0"} | Enum.map(env, fn {k, v} -> {"#{k}", v} end)]
+    for(k <- ~w(ERL_FLAGS ERL_AFLAGS ERL_ZFLAGS ELIXIR_ERL_OPTIONS), do: {k, nil}) ++
+      [{"ERL_CRASH_DUMP_SECONDS", "0"} | Enum.map(env, fn {k, v} -> {"#{k}", v} end)]
   end
 
   defp payload(nil), do: nil
@@ -279,11 +279,8 @@ defmodule Caravan.Test.Nodes do
       status -> {:error, {:exited, status, output(node)}}
     end
   catch
-    :exit, {:timeout, _} ->
-      {:error, :timeout}
-
-    kind, reason ->
-      {:error, {:exited, exit_status(node, 0), output(node) <> inspect({kind, reason})}}
+    :exit, {:timeout, _} -> {:error, :timeout}
+    kind, reason -> {:error, {kind, reason, Exception.format(kind, reason, __STACKTRACE__)}}
   end
 
   @doc false
@@ -294,14 +291,14 @@ defmodule Caravan.Test.Nodes do
 
     # A process of its own, which lives on: what the code links to stays up.
     spawn(fn ->
-      for {app, pairs} <- app_env,
-          {key, value} <- pairs,
-          do: Application.put_env(app, key, value, persistent: true)
+      for {app, kv} <- app_env, {k, v} <- kv, do: Application.put_env(app, k, v, persistent: true)
 
       case attempt(fn -> run(code, []) end) do
-        {:ok, _} -> send(parent, :ok) && Process.sleep(:infinity)
+        {:ok, _} -> send(parent, :ok)
         {:error, {_kind, _reason, formatted}} -> send(parent, {:error, formatted})
       end
+
+      Process.sleep(:infinity)
     end)
 
     receive do
@@ -324,10 +321,11 @@ defmodule Caravan.Test.Nodes do
 
   # -- status, errors, polling ---------------------------------------------------
 
-  # The exit status once the process is gone, or nil after waiting `timeout` ms.
+  # The exit status once the process is gone, or nil after `timeout` ms.
   defp exit_status(node, timeout \\ 10_000) do
-    case Server.call(node.server, {:await_exit, timeout}, :infinity) do
-      :down -> wait_until(fn -> peer_status(node.peer) end, 5_000)
+    poll(fn -> Server.call(node.server, :exit) end, timeout)
+    |> case do
+      :down -> poll(fn -> peer_status(node.peer) end, 5_000) || -1
       status -> status
     end
   end
@@ -351,7 +349,7 @@ defmodule Caravan.Test.Nodes do
   defp unwrap!(node, code, {:error, other}),
     do:
       raise(
-        "could not run #{describe(code)} on #{node.label}: #{inspect(other)}\noutput:\n#{output(node)}"
+        "could not run #{describe(code)} on #{node.label}: #{inspect(other)}\n" <> output(node)
       )
 
   defp describe(code) when is_binary(code), do: inspect(code)
@@ -367,34 +365,21 @@ defmodule Caravan.Test.Nodes do
   defp start_failure(label, {reason, output}),
     do: "node #{label} was not up (#{inspect(reason)}); output:\n#{output}"
 
-  defp poll(fun, deadline, interval) do
-    case fun.() do
-      falsy when falsy in [nil, false] ->
-        if System.monotonic_time(:millisecond) > deadline,
-          do: raise("condition still false after waiting; last value: #{inspect(falsy)}")
+  # fun's first truthy value, or nil after `timeout` ms (0: one try).
+  defp poll(fun, timeout, interval \\ 50),
+    do: poll_until(fun, System.monotonic_time(:millisecond) + timeout, interval)
 
-        Process.sleep(interval)
-        poll(fun, deadline, interval)
-
-      value ->
-        value
-    end
-  end
-
-  defp poll_output(node, pattern, deadline) do
-    exited? = exit_status(node, 0) != nil
-    text = output(node)
-
+  defp poll_until(fun, deadline, interval) do
     cond do
-      if(is_binary(pattern), do: text =~ pattern, else: Regex.match?(pattern, text)) ->
-        text
+      value = fun.() ->
+        value
 
-      exited? or System.monotonic_time(:millisecond) > deadline ->
-        raise "#{node.label}: no output matching #{inspect(pattern)}; output:\n#{text}"
+      System.monotonic_time(:millisecond) >= deadline ->
+        nil
 
       true ->
-        Process.sleep(50)
-        poll_output(node, pattern, deadline)
+        Process.sleep(interval)
+        poll_until(fun, deadline, interval)
     end
   end
 
@@ -449,25 +434,13 @@ defmodule Caravan.Test.Nodes.Server do
     {peer, port} = open(spec)
     :erlang.monitor(:port, port)
     {:os_pid, os_pid} = Port.info(port, :os_pid)
-    status = if peer, do: :booting, else: :running
-
-    {:ok,
-     %{
-       peer: peer,
-       port: port,
-       os_pid: os_pid,
-       out: [],
-       exit: nil,
-       down: false,
-       status: status,
-       waiters: []
-     }}
+    {:ok, %{peer: peer, port: port, os_pid: os_pid, out: [], exit: nil, down: false}}
   end
 
   defp open({:node, peer_opts}) do
     # The peer inherits its group leader from here: its I/O comes to us.
     Process.group_leader(self(), self())
-    {:ok, peer} = :peer.start_link(Map.put(peer_opts, :wait_boot, {self(), :boot}))
+    {:ok, peer} = :peer.start_link(peer_opts)
     {peer, Enum.find(Port.list(), &(Port.info(&1, :connected) == {:connected, peer}))}
   end
 
@@ -478,32 +451,19 @@ defmodule Caravan.Test.Nodes.Server do
   end
 
   @impl true
-  def handle_call(:peer, _from, state), do: {:reply, {state.peer, state.os_pid}, state}
-  def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
-  def handle_call(:output, _from, state), do: {:reply, text(state), state}
-
-  def handle_call({:input, data}, _from, state) do
-    if not state.down, do: Port.command(state.port, data)
-    {:reply, :ok, state}
-  end
-
-  def handle_call({:await, timeout}, from, %{status: :booting} = state),
-    do: {:noreply, wait(state, from, :up, timeout)}
-
-  def handle_call({:await, _}, _from, %{status: {:failed, reason}} = state),
-    do: {:reply, {:error, reason}, state}
-
-  def handle_call({:await, _}, _from, %{status: {:up, name}} = state),
-    do: {:reply, {:ok, name}, state}
-
-  def handle_call({:await_exit, _}, _from, %{down: true} = state),
-    do: {:reply, if(state.peer, do: :down, else: state.exit), state}
-
-  def handle_call({:await_exit, timeout}, from, state),
-    do: {:noreply, wait(state, from, :down, timeout)}
-
+  def handle_call(:info, _from, state), do: {:reply, {state.peer, state.os_pid}, state}
   def handle_call(:kill, _from, state), do: {:reply, kill(state), state}
   def handle_call(:stop, _from, state), do: {:stop, :normal, :ok, state}
+
+  def handle_call(:output, _from, state),
+    do: {:reply, state.out |> IO.iodata_to_binary() |> String.replace("\r\n", "\n"), state}
+
+  # nil while running; a node's status is the peer's to tell.
+  def handle_call(:exit, _from, state),
+    do: {:reply, state.down && if(state.peer, do: :down, else: state.exit), state}
+
+  def handle_call({:input, data}, _from, state),
+    do: {:reply, state.down || Port.command(state.port, data), state}
 
   @impl true
   def handle_info({:io_request, from, reply_as, request}, state) do
@@ -512,53 +472,20 @@ defmodule Caravan.Test.Nodes.Server do
     {:noreply, %{state | out: out}}
   end
 
-  def handle_info({:boot, {:started, name, _peer}}, state),
-    do: {:noreply, reply(%{state | status: {:up, name}}, :up, {:ok, name})}
-
-  def handle_info({:boot, {:boot_failed, {:exit_status, status}, _peer}}, state) do
-    error = {:exited, status, text(state)}
-    {:noreply, reply(%{state | status: {:failed, error}}, :up, {:error, error})}
-  end
-
   def handle_info({port, {:data, data}}, %{port: port} = state),
     do: {:noreply, %{state | out: [state.out | data]}}
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state),
     do: {:noreply, %{state | exit: status}}
 
-  # The OS process is gone (for a node, :peer has seen its exit status then).
-  def handle_info({:DOWN, _, :port, port, _}, %{port: port} = state) do
-    state = %{state | down: true}
-    {:noreply, reply(state, :down, if(state.peer, do: :down, else: state.exit))}
-  end
-
-  def handle_info({:timeout, kind, from}, state) do
-    if {kind, from} in state.waiters,
-      do: GenServer.reply(from, if(kind == :up, do: {:error, :timeout}))
-
-    {:noreply, %{state | waiters: List.delete(state.waiters, {kind, from})}}
-  end
+  def handle_info({:DOWN, _, :port, port, _}, %{port: port} = state),
+    do: {:noreply, %{state | down: true}}
 
   # The peer's and the port's EXIT; the owner's EXIT becomes terminate/2.
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
   def terminate(_reason, state), do: kill(state)
-
-  defp wait(state, from, _kind, 0), do: GenServer.reply(from, nil) && state
-
-  defp wait(state, from, kind, timeout) do
-    Process.send_after(self(), {:timeout, kind, from}, timeout)
-    %{state | waiters: [{kind, from} | state.waiters]}
-  end
-
-  defp reply(state, kind, value) do
-    {now, later} = Enum.split_with(state.waiters, &match?({^kind, _}, &1))
-    for {_, from} <- now, do: GenServer.reply(from, value)
-    %{state | waiters: later}
-  end
-
-  defp text(state), do: state.out |> IO.iodata_to_binary() |> String.replace("\r\n", "\n")
 
   # The I/O protocol, output only: the nodes read nothing.
   defp io({:put_chars, enc, chars}, out),
