@@ -452,7 +452,9 @@ defmodule Caravan.Test.Nodes.Server do
 
   @impl true
   def handle_call(:info, _from, state), do: {:reply, {state.peer, state.os_pid}, state}
-  def handle_call(:kill, _from, state), do: {:reply, kill(state), state}
+  # Killed from another process: the peer may be waiting on us for a write,
+  # and must have its reply before its port closes, or it crashes.
+  def handle_call(:kill, _from, state), do: {:reply, spawn(fn -> kill(state) end), state}
   def handle_call(:stop, _from, state), do: {:stop, :normal, :ok, state}
 
   def handle_call(:output, _from, state),
