@@ -64,7 +64,7 @@ defmodule Caravan.TestNodesTest do
       )
 
     assert File.exists?("/proc/#{sleeper}")
-    assert Nodes.stop(node) == 137
+    assert Nodes.stop(node) == :killed
     Nodes.wait_until(fn -> not File.exists?("/proc/#{sleeper}") end)
     refute File.exists?("/proc/#{node.os_pid}")
   end

@@ -106,10 +106,15 @@ defmodule Caravan.Test.Nodes do
   @doc "Everything the node or process wrote so far."
   def output(%__MODULE__{server: server}), do: Server.call(server, :output) || ""
 
-  @doc "Kills the node or process (its process group); its exit status, `nil` if already stopped."
+  @doc """
+  Kills the node or process (its process group and all descendants) and
+  waits for it to exit. Returns its exit status; for a node that was still
+  running, `:killed` (its status dies with its `:peer` control process);
+  `nil` if it was stopped before.
+  """
   def stop(%__MODULE__{server: server} = node) do
-    if Server.call(server, :kill) do
-      status = exit_status(node)
+    if killed = Server.call(server, :kill) do
+      status = if killed == :killed and node.peer, do: :killed, else: exit_status(node)
       Server.call(server, :stop)
       status
     end
@@ -432,9 +437,10 @@ defmodule Caravan.Test.Nodes.Server do
   def init(spec) do
     Process.flag(:trap_exit, true)
     {peer, port} = open(spec)
-    :erlang.monitor(:port, port)
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    {:ok, %{peer: peer, port: port, os_pid: os_pid, out: [], exit: nil, down: false}}
+    # A VM that refuses its flags may be gone already (and its port with it).
+    os_pid = port && with({:os_pid, os_pid} <- Port.info(port, :os_pid), do: os_pid)
+    if os_pid, do: :erlang.monitor(:port, port)
+    {:ok, %{peer: peer, port: port, os_pid: os_pid, out: [], exit: nil, down: os_pid == nil}}
   end
 
   defp open({:node, peer_opts}) do
@@ -452,9 +458,7 @@ defmodule Caravan.Test.Nodes.Server do
 
   @impl true
   def handle_call(:info, _from, state), do: {:reply, {state.peer, state.os_pid}, state}
-  # Killed from another process: the peer may be waiting on us for a write,
-  # and must have its reply before its port closes, or it crashes.
-  def handle_call(:kill, _from, state), do: {:reply, spawn(fn -> kill(state) end), state}
+  def handle_call(:kill, _from, state), do: {:reply, kill(state), state}
   def handle_call(:stop, _from, state), do: {:stop, :normal, :ok, state}
 
   def handle_call(:output, _from, state),
@@ -502,12 +506,24 @@ defmodule Caravan.Test.Nodes.Server do
   # Port programs run in a session (and process group) of their own: kill the
   # group, and every descendant, found before the parent dies, since some
   # (port programs of the node, a shell under `script`'s pty) start their own.
-  defp kill(%{down: true}), do: true
+  # A node's peer goes first, brutally: left alive, it would answer writes
+  # still queued from the node on a closed port, crash and log it.
+  defp kill(%{down: true}), do: :exited
 
-  defp kill(%{os_pid: os_pid}) do
+  defp kill(%{os_pid: os_pid, peer: peer}) do
     pids = Enum.map([os_pid | descendants([os_pid], children())], &to_string/1)
+    if peer, do: Process.exit(peer, :kill)
     System.cmd("kill", ["-KILL", "--", "-#{os_pid}" | pids], stderr_to_stdout: true)
-    true
+    # Its exit status went with the peer; wait for the process to be reaped.
+    if peer, do: await_gone(os_pid, 500)
+    :killed
+  end
+
+  defp await_gone(os_pid, tries) do
+    if tries > 0 and File.exists?("/proc/#{os_pid}") do
+      Process.sleep(20)
+      await_gone(os_pid, tries - 1)
+    end
   end
 
   defp children do
