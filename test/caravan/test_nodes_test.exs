@@ -32,6 +32,13 @@ defmodule Caravan.TestNodesTest do
     assert message =~ "no config"
   end
 
+  test "a VM that refuses its flags fails the start with its status and what it printed" do
+    # The emulator writes this to stderr, which the harness folds into the output.
+    assert {:error, {:exited, status, output}} = Nodes.start(erl: ~w(+sbt bogus))
+    assert status != 0
+    assert output =~ "scheduler bind type 'bogus'"
+  end
+
   test "errors on the node come back; eval! raises them" do
     node = Nodes.start!([])
     assert node.name == nil
@@ -57,7 +64,7 @@ defmodule Caravan.TestNodesTest do
       )
 
     assert File.exists?("/proc/#{sleeper}")
-    assert Nodes.stop(node) == 137
+    assert Nodes.stop(node) == :killed
     Nodes.wait_until(fn -> not File.exists?("/proc/#{sleeper}") end)
     refute File.exists?("/proc/#{node.os_pid}")
   end
