@@ -45,7 +45,7 @@ defmodule Caravan.Examples.DemoTest do
     # The processes are gone before the demo exits; allow for /proc to catch up.
     Nodes.wait_until(
       fn -> processes_matching(dir) == [] and processes_matching("-#{port}@127.0.0.") == [] end,
-      5_000
+      15_000
     )
 
     refute File.exists?(dir), "the demo left its directory #{dir}"

@@ -137,15 +137,17 @@ defmodule Caravan.Cluster.DnsStrategyTest do
     FakeDns.serve(ctx.query, [{:ok, [record(4001, "refuses")]}])
 
     capture_log(fn ->
-      start(ctx, poll_interval: @poll, max_backoff: 4 * @poll)
-      Process.sleep(30 * @poll)
+      strategy = start(ctx, poll_interval: @poll, max_backoff: 4 * @poll)
+      Caravan.Test.Nodes.wait_until(fn -> length(FakeDns.calls(ctx.query)) >= 20 end, 15_000)
+      :sys.get_state(strategy)
     end)
 
     attempts = count_messages({:connect, :"app-4001@refuses"})
     polls = length(FakeDns.calls(ctx.query))
-    assert polls >= 20
-    # Retry delays run 0, 1, 3, 4, 4, ... polls: far fewer attempts than polls.
-    assert attempts <= div(polls, 3) + 3, "#{attempts} attempts over #{polls} polls"
+    # Retry delays run 0, 1, 3, 4, 4, ... poll intervals: about a third as
+    # many attempts as polls; half allows for polls a loaded machine delays
+    # (the delays are in milliseconds).
+    assert attempts <= div(polls, 2) + 1, "#{attempts} attempts over #{polls} polls"
     assert attempts >= 3
   end
 
@@ -326,7 +328,11 @@ defmodule Caravan.Cluster.DnsStrategyTest do
     log =
       capture_log(fn ->
         start_supervised!({DnsStrategy, [state]})
-        Process.sleep(600)
+        minted = fn -> Caravan.Cluster.NodeNames.minted(topology) end
+        Caravan.Test.Nodes.wait_until(fn -> minted.() == 25 end, 10_000)
+        # Three more polls of fresh names create none.
+        polls = length(FakeDns.calls(ctx.query))
+        Caravan.Test.Nodes.wait_until(fn -> length(FakeDns.calls(ctx.query)) >= polls + 3 end)
       end)
 
     assert Caravan.Cluster.NodeNames.minted(topology) == 25
