@@ -10,6 +10,8 @@ defmodule Caravan.MixProject do
   # 1.1.0 once it is a drop-in for the original caravan 1.0 (see the CHANGELOG).
   @version "1.1.0-dev"
   @source_url "https://github.com/caravan-beam/caravan"
+  @guides ~w(distribution discovery nomad-consul reliability performance development)
+          |> Enum.map(&"guides/#{&1}.md")
 
   def project do
     [
@@ -49,29 +51,9 @@ defmodule Caravan.MixProject do
     [
       main: "readme",
       source_ref: "v#{@version}",
-      extras: [
-        "README.md",
-        "guides/distribution.md",
-        "guides/discovery.md",
-        "guides/nomad-consul.md",
-        "guides/reliability.md",
-        "guides/performance.md",
-        "guides/development.md",
-        "ARCHITECTURE.md",
-        "CHANGELOG.md",
-        "LICENSE"
-      ],
+      extras: ["README.md" | @guides] ++ ["ARCHITECTURE.md", "CHANGELOG.md", "LICENSE"],
       groups_for_extras: [
-        Guides: [
-          "README.md",
-          "guides/distribution.md",
-          "guides/discovery.md",
-          "guides/nomad-consul.md",
-          "guides/reliability.md",
-          "guides/performance.md",
-          "guides/development.md",
-          "ARCHITECTURE.md"
-        ],
+        Guides: ["README.md" | @guides] ++ ["ARCHITECTURE.md"],
         About: ["CHANGELOG.md", "LICENSE"]
       ],
       groups_for_modules: [
@@ -80,8 +62,12 @@ defmodule Caravan.MixProject do
         "Cluster formation": [
           Caravan.Cluster.DnsStrategy,
           Caravan.Cluster.Config,
+          Caravan.Cluster.Discovery,
+          Caravan.Cluster.Peers,
           Caravan.Cluster.Membership,
-          Caravan.Cluster.NodeNames
+          Caravan.Cluster.NodeNames,
+          Caravan.Cluster.Schedule,
+          Caravan.Cluster.Log
         ],
         "Mix tasks": [Mix.Tasks.Caravan.Lookup]
       ]
