@@ -15,7 +15,7 @@ defmodule Caravan.Cluster.Log do
   alias Caravan.Cluster.Config
 
   @doc "Logs `message` at `level` for the config's topology."
-  @spec log(Logger.level(), Config.t(), String.t() | (() -> String.t())) :: :ok
+  @spec log(Logger.level(), Config.t(), String.t() | fun()) :: :ok
   def log(:debug, config, message) do
     if debug?(:libcluster) or debug?(:caravan) do
       log!(:debug, config, if(is_function(message), do: message.(), else: message))
