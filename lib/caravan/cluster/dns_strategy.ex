@@ -55,8 +55,6 @@ defmodule Caravan.Cluster.DnsStrategy do
 
   use GenServer
 
-  require Logger
-
   alias Caravan.Cluster.{Config, Discovery, Log, Membership, Peers, Schedule}
 
   # libcluster is optional: declare its behaviour only when it was compiled
