@@ -17,10 +17,35 @@ defmodule Caravan.ConsulDnsTest do
   end
 
   defp raw(ns, opts) do
+    {:ok, msg} = ask(ns, @query, :srv, opts)
+    msg
+  end
+
+  defp ask(ns, name, type, opts \\ []) do
     [ip, port] = String.split(ns, ":")
     {:ok, ip} = :inet.parse_address(to_charlist(ip))
     base = [nameservers: [{ip, String.to_integer(port)}], recurse: false, timeout: 2000]
-    {:ok, msg} = :inet_res.resolve(to_charlist(@query), :in, :srv, base ++ opts)
+    :inet_res.resolve(to_charlist(name), :in, type, base ++ opts)
+  end
+
+  # An SRV query for @query with an OPT record advertising `payload`, added
+  # by hand (the OPT record's fields differ across OTP releases).
+  defp query_with_payload(payload) do
+    header = :inet_dns.make_header(id: 7, opcode: :query, rd: false)
+    question = :inet_dns.make_dns_query(domain: to_charlist(@query), type: :srv, class: :in)
+    bytes = :inet_dns.encode(:inet_dns.make_msg(header: header, qdlist: [question]))
+    <<head::binary-size(10), 0::16, rest::binary>> = bytes
+    <<head::binary, 1::16, rest::binary, 0, 41::16, payload::16, 0::32, 0::16>>
+  end
+
+  defp udp_exchange(ns, query) do
+    [ip, port] = String.split(ns, ":")
+    {:ok, ip} = :inet.parse_address(to_charlist(ip))
+    {:ok, socket} = :gen_udp.open(0, [:binary, active: false, ip: {127, 0, 0, 1}])
+    :ok = :gen_udp.send(socket, ip, String.to_integer(port), query)
+    {:ok, {_, _, reply}} = :gen_udp.recv(socket, 0, 2_000)
+    :gen_udp.close(socket)
+    {:ok, msg} = :inet_dns.decode(reply)
     msg
   end
 
@@ -45,9 +70,45 @@ defmodule Caravan.ConsulDnsTest do
     assert answers |> Enum.map(&ports_and_hosts/1) |> Enum.uniq() |> length() > 1, "shuffled"
   end
 
-  test "without EDNS, 3 answers", %{ns: ns} do
+  test "without EDNS, 3 answers; an advertised payload below 512 counts as 512", %{ns: ns} do
     msg = raw(ns, edns: false)
     assert length(:inet_dns.msg(msg, :anlist)) == 3
+    assert byte_size(:inet_dns.encode(msg)) <= 512
+
+    # maxSize starts at 512 and only an EDNS size above it raises it, so a
+    # smaller one is answered as a query without EDNS. (:inet_res will not
+    # advertise less than 512: the query is made here.)
+    small = udp_exchange(ns, query_with_payload(256))
+    assert length(:inet_dns.msg(small, :anlist)) == 3
+    assert byte_size(:inet_dns.encode(small)) <= 512
+  end
+
+  test ".addr. names answer their address; host-name instances come without glue, and names outside consul. are refused or fail",
+       %{consul: consul, ns: ns} do
+    assert {:ok, msg} = ask(ns, "7f000002.addr.dc1.consul", :a)
+    assert [{127, 0, 0, 2}] = for(rr <- :inet_dns.msg(msg, :anlist), do: :inet_dns.rr(rr, :data))
+    assert {:ok, msg} = ask(ns, "fd000000000000000000000000000001.addr.consul", :aaaa)
+
+    assert [{0xFD00, 0, 0, 0, 0, 0, 0, 1}] =
+             for(rr <- :inet_dns.msg(msg, :anlist), do: :inet_dns.rr(rr, :data))
+
+    ConsulDns.set(consul, @service, [{"db1.example.com", 4001}])
+    msg = raw(ns, [])
+    assert [{1, 1, 4001, ~c"db1.example.com"}] = ports_and_hosts(msg)
+    assert :inet_dns.msg(msg, :arlist) == []
+    # Without recursors no handler matches (REFUSED); with failing ones, SERVFAIL.
+    assert {:error, {:refused, _}} = ask(ns, "db1.example.com", :a)
+    ConsulDns.recursors(consul, :failing)
+    assert {:error, {:servfail, _}} = ask(ns, "db1.example.com", :a)
+    assert :inet_dns.msg(raw(ns, []), :arlist) == []
+
+    # Answering recursors resolve the name, and the SRV answer carries it.
+    ConsulDns.recursors(consul, %{"db1.example.com" => {127, 0, 0, 9}})
+    assert {:ok, msg} = ask(ns, "db1.example.com", :a)
+    assert [{127, 0, 0, 9}] = for(rr <- :inet_dns.msg(msg, :anlist), do: :inet_dns.rr(rr, :data))
+
+    assert [{127, 0, 0, 9}] =
+             for(rr <- :inet_dns.msg(raw(ns, []), :arlist), do: :inet_dns.rr(rr, :data))
   end
 
   test "TCP answers are whole, and so are UDP answers that fit", %{consul: consul, ns: ns} do

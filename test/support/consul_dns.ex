@@ -12,11 +12,20 @@ defmodule Caravan.Test.ConsulDns do
       `addr_dc: false`) with its A or AAAA record in ADDITIONAL;
     * `trimUDPResponse`, `syncExtra`, `dnsBinaryTruncate`: over UDP the
       answer is cut to the payload size the query's EDNS record advertises,
-      less 8 bytes (512 without EDNS, and then first to `udp_answer_limit`
-      answers, default 3), dropping whole records and the glue of the ones
+      less 8 bytes (512 without EDNS or with an advertised size under 512, and
+      then first to `udp_answer_limit` answers, default 3), dropping whole records and the glue of the ones
       dropped; TC is set only with `enable_truncate: true`
       (`trimDNSResponse`); an EDNS query gets an OPT record back;
-    * over TCP the whole answer (`trimTCPResponse` cuts only past 64 KB).
+    * over TCP the whole answer (`trimTCPResponse` cuts only past 64 KB);
+    * the `addr` lookup: an A or AAAA query for `<hex-ip>.addr[.<dc>].consul`
+      is answered with that address;
+    * `makeRecordFromFQDN`, `resolveCNAME`, `handleRecurse`: an instance
+      registered with a host name instead of an address gets that name as its
+      SRV target, with glue only from the recursors (`recursors/2`). A query
+      for a name outside `consul.` goes to them too: with none it is
+      REFUSED (no handler matches, miekg/dns `handleRefused`); with failing
+      ones SERVFAIL, and the SRV answer has no glue; with answering ones
+      (a map of host names to addresses) the address, or NXDOMAIN.
 
   It runs on `Caravan.Test.RawDnsServer` (UDP and TCP on one port of
   127.0.0.1) under the test's supervisor, and is stopped with the test.
@@ -27,7 +36,8 @@ defmodule Caravan.Test.ConsulDns do
         nameservers: [Caravan.Test.ConsulDns.nameserver(consul)])
 
   Instances are `{ip, port}` (passing) or `{ip, port, status}` with status
-  `:passing`, `:warning` or `:critical`.
+  `:passing`, `:warning` or `:critical`; `ip` may be a host name (a
+  string).
   """
 
   alias Caravan.Test.RawDnsServer
@@ -39,16 +49,17 @@ defmodule Caravan.Test.ConsulDns do
 
   @typedoc "A registered instance."
   @type instance ::
-          {:inet.ip_address(), :inet.port_number()}
-          | {:inet.ip_address(), :inet.port_number(), :passing | :warning | :critical}
+          {:inet.ip_address() | String.t(), :inet.port_number()}
+          | {:inet.ip_address() | String.t(), :inet.port_number(),
+             :passing | :warning | :critical}
 
-  @rcodes %{noerror: 0, nxdomain: 3}
+  @rcodes %{noerror: 0, servfail: 2, nxdomain: 3, refused: 5}
   @max_udp 65_535 - 68
 
   @doc """
   Starts the fixture. Options: `:enable_truncate` (`false`),
   `:udp_answer_limit` (`3`), `:only_passing` (`false`), `:addr_dc` (`true`),
-  `:dc` (`"dc1"`).
+  `:dc` (`"dc1"`), `:recursors` (`:none`; see `recursors/2`).
   """
   @spec start!(keyword()) :: t()
   def start!(opts \\ []) do
@@ -86,10 +97,17 @@ defmodule Caravan.Test.ConsulDns do
         udp_answer_limit: 3,
         only_passing: false,
         addr_dc: true,
-        dc: "dc1"
+        dc: "dc1",
+        recursors: :none
       )
 
-    state = start.(%{id: {__MODULE__, make_ref()}, start: {Agent, :start_link, [fn -> %{} end]}})
+    recursors = Keyword.fetch!(opts, :recursors)
+
+    state =
+      start.(%{
+        id: {__MODULE__, make_ref()},
+        start: {Agent, :start_link, [fn -> %{{:recursors} => recursors} end]}
+      })
 
     server =
       start.(%{
@@ -119,6 +137,29 @@ defmodule Caravan.Test.ConsulDns do
     Agent.update(state, &Map.put(&1, {:empty, :answer}, how))
   end
 
+  @doc """
+  What the agent's recursors (`dns_config.recursors`) do from now on: `:none`
+  (none configured), `:failing` (configured, none answering), or a map of
+  host names to addresses, which they answer.
+  """
+  @spec recursors(t(), :none | :failing | %{String.t() => :inet.ip_address()}) :: :ok
+  def recursors(%__MODULE__{state: state}, recursors) do
+    Agent.update(state, &Map.put(&1, {:recursors}, recursors))
+  end
+
+  @doc """
+  How TCP queries are answered from now on: `:answer` (the default) or
+  `:servfail`, a TCP side that fails while UDP works.
+  """
+  @spec tcp(t(), :answer | :servfail) :: :ok
+  def tcp(%__MODULE__{state: state}, how) when how in [:answer, :servfail] do
+    Agent.update(state, &Map.put(&1, {:tcp}, how))
+  end
+
+  @doc "SRV queries answered so far, over both transports: one a poll, and a TCP confirmation."
+  @spec srv_queries(t()) :: non_neg_integer()
+  def srv_queries(%__MODULE__{state: state}), do: Agent.get(state, &Map.get(&1, {:srv}, 0))
+
   @doc "The fixture as a nameserver entry, `\"127.0.0.1:PORT\"`."
   @spec nameserver(t()) :: String.t()
   def nameserver(%__MODULE__{server: server}), do: RawDnsServer.nameserver(server)
@@ -133,7 +174,38 @@ defmodule Caravan.Test.ConsulDns do
     {:ok, msg} = :inet_dns.decode(query)
     [question] = :inet_dns.msg(msg, :qdlist)
     name = question |> :inet_dns.dns_query(:domain) |> to_string() |> String.downcase()
+    type = :inet_dns.dns_query(question, :type)
     payload = edns_payload(msg)
+    recursors = Agent.get(state, &Map.fetch!(&1, {:recursors}))
+    opts = Keyword.put(opts, :recursors, recursors)
+
+    cond do
+      transport == :tcp and Agent.get(state, &Map.get(&1, {:tcp})) == :servfail ->
+        reply(query, :servfail, [], [], payload, false)
+
+      not String.ends_with?(name, ".consul") ->
+        case recursed(recursors, name) do
+          {:ok, ip}
+          when (type == :a and tuple_size(ip) == 4) or (type == :aaaa and tuple_size(ip) == 8) ->
+            reply(query, :noerror, [{name, type, ip}], [], payload, false)
+
+          {:ok, _other_family} ->
+            reply(query, :noerror, [], [], payload, false)
+
+          {:error, rcode} ->
+            reply(query, rcode, [], [], payload, false)
+        end
+
+      ip = addr_lookup(name, type) ->
+        reply(query, :noerror, [{name, type, ip}], [], payload, false)
+
+      true ->
+        service_answer(query, name, type, payload, transport, state, opts)
+    end
+  end
+
+  defp service_answer(query, name, type, payload, transport, state, opts) do
+    if type == :srv, do: Agent.update(state, &Map.update(&1, {:srv}, 1, fn n -> n + 1 end))
 
     instances =
       case service_of(name) do
@@ -141,7 +213,7 @@ defmodule Caravan.Test.ConsulDns do
         service -> state |> Agent.get(&Map.get(&1, service, [])) |> healthy(opts)
       end
 
-    if instances == [] or :inet_dns.dns_query(question, :type) != :srv do
+    if instances == [] or type != :srv do
       rcode =
         if service_of(name) && Agent.get(state, &Map.get(&1, {:empty, :answer})) == :nodata,
           do: :noerror,
@@ -153,9 +225,45 @@ defmodule Caravan.Test.ConsulDns do
         instances |> Enum.shuffle() |> Enum.map(&records(name, &1, opts)) |> Enum.unzip()
 
       {answers, glue, trimmed} = trim(query, answers, glue, transport, payload, opts)
-      reply(query, :noerror, answers, glue, payload, trimmed and opts[:enable_truncate])
+
+      reply(
+        query,
+        :noerror,
+        answers,
+        List.flatten(glue),
+        payload,
+        trimmed and opts[:enable_truncate]
+      )
     end
   end
+
+  defp recursed(:none, _name), do: {:error, :refused}
+  defp recursed(:failing, _name), do: {:error, :servfail}
+
+  defp recursed(hosts, name) do
+    case Map.fetch(hosts, name) do
+      {:ok, ip} -> {:ok, ip}
+      :error -> {:error, :nxdomain}
+    end
+  end
+
+  # "7f000002.addr.dc1.consul" (A) -> {127, 0, 0, 2}; nil for anything else.
+  defp addr_lookup(name, type) do
+    with [hex, "addr" | _] <- String.split(name, "."),
+         {:ok, bytes} <- Base.decode16(hex, case: :mixed),
+         {^type, ip} <- address(bytes) do
+      ip
+    else
+      _ -> nil
+    end
+  end
+
+  defp address(<<a, b, c, d>>), do: {:a, {a, b, c, d}}
+
+  defp address(<<_::binary-size(16)>> = bytes),
+    do: {:aaaa, List.to_tuple(for(<<part::16 <- bytes>>, do: part))}
+
+  defp address(_), do: nil
 
   # "likes.service.consul", "likes.service.dc1.consul",
   # "_likes._tcp.service.consul" -> "likes".
@@ -176,13 +284,25 @@ defmodule Caravan.Test.ConsulDns do
   defp status({_ip, _port}), do: :passing
   defp status({_ip, _port, status}), do: status
 
+  # {srv, glue}: glue is [] for an instance registered with a host name.
   defp records(name, instance, opts) do
     ip = elem(instance, 0)
     port = elem(instance, 1)
-    dc = if opts[:addr_dc], do: ".#{opts[:dc]}", else: ""
-    target = "#{hex(ip)}.addr#{dc}.consul"
-    type = if tuple_size(ip) == 4, do: :a, else: :aaaa
-    {{name, :srv, {1, 1, port, to_charlist(target)}}, {target, type, ip}}
+
+    if is_binary(ip) do
+      glue =
+        case recursed(opts[:recursors], ip) do
+          {:ok, address} -> [{ip, if(tuple_size(address) == 4, do: :a, else: :aaaa), address}]
+          {:error, _} -> []
+        end
+
+      {{name, :srv, {1, 1, port, to_charlist(ip)}}, glue}
+    else
+      dc = if opts[:addr_dc], do: ".#{opts[:dc]}", else: ""
+      target = "#{hex(ip)}.addr#{dc}.consul"
+      type = if tuple_size(ip) == 4, do: :a, else: :aaaa
+      {{name, :srv, {1, 1, port, to_charlist(target)}}, [{target, type, ip}]}
+    end
   end
 
   defp hex(ip), do: ip |> Tuple.to_list() |> Enum.map_join(&pad(&1, tuple_size(ip)))
@@ -197,7 +317,7 @@ defmodule Caravan.Test.ConsulDns do
   defp trim(_query, answers, glue, :tcp, _payload, _opts), do: {answers, glue, false}
 
   defp trim(query, answers, glue, :udp, payload, opts) do
-    max_size = min(payload || 512, @max_udp)
+    max_size = (payload || 512) |> max(512) |> min(@max_udp)
     limit = min(8, opts[:udp_answer_limit])
     all = length(answers)
 
@@ -207,7 +327,8 @@ defmodule Caravan.Test.ConsulDns do
         else: {answers, glue}
 
     fits = fn n ->
-      size(query, Enum.take(answers, n), Enum.take(glue, n), payload) <= max_size - 8
+      size(query, Enum.take(answers, n), List.flatten(Enum.take(glue, n)), payload) <=
+        max_size - 8
     end
 
     kept = if fits.(length(answers)), do: length(answers), else: largest(1, length(answers), fits)

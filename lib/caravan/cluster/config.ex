@@ -60,8 +60,10 @@ defmodule Caravan.Cluster.Config do
      """
      longest wait, in milliseconds, before retrying a peer whose connects
      keep failing: after its `n`th failure in a row a peer waits
-     `poll_interval * (2^(n-1) - 1)` ms, at most this, and is tried at the
-     first poll after that (so, by default, every one or two polls)\
+     `poll_interval * (2^(n-1) - 1)` ms, at most this, and is tried again
+     at the first poll, or freed connect slot, after that (so, by default,
+     its second attempt may follow at once, and later ones come every one
+     or two polls)\
      """},
     {:max_nodes, 1024, :count, "most peers taken from one answer"},
     {:max_new_names, 256, :count,

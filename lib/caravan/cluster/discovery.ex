@@ -33,15 +33,17 @@ defmodule Caravan.Cluster.Discovery do
   Asks the config's client for the config's query, once, in the calling
   process, and names the peers. An answer that may have been trimmed and
   lacks a node of `known` is asked again over TCP, which is whole. With
-  `tcp_first` the first question goes over TCP.
+  `tcp_first` the first question goes over TCP, and if TCP fails, over UDP
+  within what is left of the timeout: joins still come from that answer,
+  and, trimmed or not, it counts as evidence only if it is whole.
   """
   @spec discover(Config.t(), [node()], boolean()) :: {:ok, result()} | {:error, term()}
   def discover(config, known, tcp_first) do
     started = System.monotonic_time(:millisecond)
+    left = fn -> config.dns_timeout - (System.monotonic_time(:millisecond) - started) end
 
-    with {:ok, answer} <- lookup(config, if(tcp_first, do: [transport: :tcp], else: [])) do
-      left = config.dns_timeout - (System.monotonic_time(:millisecond) - started)
-      {found, trimmed} = config |> found(answer) |> confirm(config, known, left)
+    with {:ok, answer, known} <- first_lookup(config, known, tcp_first, left) do
+      {found, trimmed} = config |> found(answer) |> confirm(config, known, left.())
       nodes = List.delete(found.nodes, Node.self())
       evidence = %{complete: found.complete, self_listed: nodes != found.nodes}
 
@@ -53,6 +55,28 @@ defmodule Caravan.Cluster.Discovery do
          trimmed: trimmed,
          unreachable: found.unreachable
        }}
+    end
+  end
+
+  # {:ok, answer, the known nodes a trimmed answer is confirmed against}: none
+  # after a failed TCP question (TCP was just asked).
+  defp first_lookup(config, known, false, _left) do
+    with {:ok, answer} <- lookup(config, []), do: {:ok, answer, known}
+  end
+
+  defp first_lookup(config, known, true, left) do
+    case lookup(config, transport: :tcp) do
+      {:ok, answer} -> {:ok, answer, known}
+      {:error, _} = error -> udp_after_tcp(config, left.(), error)
+    end
+  end
+
+  defp udp_after_tcp(_config, left, error) when left <= 0, do: error
+
+  defp udp_after_tcp(config, left, error) do
+    case lookup(config, timeout: left) do
+      {:ok, answer} -> {:ok, answer, []}
+      {:error, _} -> error
     end
   end
 

@@ -16,7 +16,8 @@ defmodule Caravan.Cluster.Membership do
       connects failed follow, the one due longest first, so retries rotate and
       a healthy new peer is never starved by stalled ones.
     * **Backoff.** A failed connect attempt makes the peer wait before the next
-      one: nothing after the first failure (it is retried at the next poll),
+      one: nothing after the first failure (it is retried at the next poll,
+      or sooner when another attempt frees a slot),
       then `poll_interval * (2^(failures - 1) - 1)` milliseconds, capped at
       `max_backoff`.
 

@@ -29,9 +29,34 @@ defmodule Caravan.Cluster.ConsulIntegrationTest do
     )
   end
 
-  # Checks every 100 ms for `ms` that every node still sees every other.
-  defp stays_meshed!(nodes, ms) do
-    deadline = System.monotonic_time(:millisecond) + ms
+  @watch_nodedowns """
+  if old = Process.whereis(:test_nodedowns), do: Process.exit(old, :kill)
+
+  pid =
+    spawn(fn ->
+      :net_kernel.monitor_nodes(true)
+
+      loop = fn loop, downs ->
+        receive do
+          {:nodedown, node} -> loop.(loop, [node | downs])
+          {:downs, from} -> send(from, {:downs, downs}) && loop.(loop, downs)
+          _ -> loop.(loop, downs)
+        end
+      end
+
+      loop.(loop, [])
+    end)
+
+  Process.register(pid, :test_nodedowns)
+  """
+
+  @nodedowns "send(:test_nodedowns, {:downs, self()}); receive do {:downs, d} -> d end"
+
+  # Checks every 100 ms, until `done?` holds, that every node still sees
+  # every other, and then that no node saw a nodedown (a disconnect healed
+  # between two checks included).
+  defp stays_meshed!(nodes, done?) do
+    Enum.each(nodes, &Nodes.eval!(&1, @watch_nodedowns))
 
     Stream.repeatedly(fn -> Cluster.meshed?(nodes) end)
     |> Enum.reduce_while(:ok, fn meshed, :ok ->
@@ -39,13 +64,24 @@ defmodule Caravan.Cluster.ConsulIntegrationTest do
         not meshed ->
           flunk("the mesh broke: #{inspect(Enum.map(nodes, &{&1.name, Cluster.visible(&1)}))}")
 
-        System.monotonic_time(:millisecond) > deadline ->
+        done?.() ->
           {:halt, :ok}
 
         true ->
           Process.sleep(100) && {:cont, :ok}
       end
     end)
+
+    downs = for node <- nodes, do: {node.name, Nodes.eval!(node, @nodedowns)}
+    assert Enum.all?(downs, &(elem(&1, 1) == [])), "nodedowns: #{inspect(downs)}"
+  end
+
+  # True once `count` more SRV queries have been answered: `count` polls of
+  # one node, or one poll of `count` nodes. Polls are counted, not timed:
+  # they stretch on a loaded machine.
+  defp after_polls(consul, count) do
+    from = ConsulDns.srv_queries(consul)
+    fn -> ConsulDns.srv_queries(consul) - from >= count end
   end
 
   test "12 nodes among 112 instances, answered in trimmed, shuffled UDP subsets: meshed for 30 polls, no disconnect" do
@@ -58,7 +94,7 @@ defmodule Caravan.Cluster.ConsulIntegrationTest do
 
     nodes = start!(members, consul)
     Cluster.await_mesh!(nodes, 10 * @poll)
-    stays_meshed!(nodes, 30 * @poll)
+    stays_meshed!(nodes, after_polls(consul, 30 * 12))
     assert %{udp: udp} = ConsulDns.queries(consul)
     assert udp >= 12, "the nodes asked over UDP first"
   end
@@ -73,10 +109,10 @@ defmodule Caravan.Cluster.ConsulIntegrationTest do
     # Every check of the service fails at once (an agent restart, a bad
     # deploy of the check): Consul answers NXDOMAIN...
     ConsulDns.set(consul, @service, [])
-    stays_meshed!(nodes, 10 * @poll)
+    stays_meshed!(nodes, after_polls(consul, 10 * 3))
     # ...or NOERROR with no records.
     ConsulDns.empty_answer(consul, :nodata)
-    stays_meshed!(nodes, 10 * @poll)
+    stays_meshed!(nodes, after_polls(consul, 10 * 3))
 
     # The checks pass again, and a real scale-down is still pruned on time.
     [a, b, _c] = members

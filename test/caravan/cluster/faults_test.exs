@@ -95,7 +95,9 @@ defmodule Caravan.Cluster.FaultsTest do
 
       during = {attempts(n1, n3.name) - elem(before, 0), attempts(n2, n3.name) - elem(before, 1)}
       # Backoff (max_backoff = poll_interval): after its second failure an
-      # unreachable peer is tried at most every other poll.
+      # unreachable peer waits a poll interval, and each attempt to the cut
+      # host hangs for connect_timeout (one poll) first: about every other
+      # poll.
       bound = div(held, 2 * @poll) + 2
 
       for {count, node} <- [{elem(during, 0), n1}, {elem(during, 1), n2}] do

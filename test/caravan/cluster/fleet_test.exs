@@ -7,7 +7,7 @@ defmodule Caravan.Cluster.FleetTest do
   import ExUnit.CaptureLog
 
   alias Caravan.Cluster.DnsStrategy
-  alias Caravan.Test.{ConsulDns, FakeDns, RawDnsServer}
+  alias Caravan.Test.{ConsulDns, FakeDns}
 
   @poll 100
   @service "fleet"
@@ -86,21 +86,21 @@ defmodule Caravan.Cluster.FleetTest do
     capture_log(fn ->
       connected = start(nameservers: [ConsulDns.nameserver(consul)], disconnect_after: 3)
       wait_until(fn -> length(Agent.get(connected, & &1)) == 150 end, 10_000)
+      # 40 polls, counted in queries answered (one a poll once polls ask
+      # over TCP first; time stretches under load).
       polls_before = ConsulDns.queries(consul)
-      Process.sleep(40 * @poll)
+      asked = fn -> consul |> ConsulDns.queries() |> then(&(&1.udp + &1.tcp)) end
+      wait_until(fn -> asked.() - polls_before.udp - polls_before.tcp >= 40 end, 40 * @poll * 10)
       assert disconnects() == []
       assert length(Agent.get(connected, & &1)) == 150
-      # After the first TCP confirmation, polls ask over TCP first: at most
-      # one query a poll (40 polls, fewer under load), not two.
-      %{udp: udp, tcp: tcp} = ConsulDns.queries(consul)
-      assert udp - polls_before.udp <= 2
-      assert (tcp - polls_before.tcp) in 10..45
+      # After the first TCP confirmation, polls ask over TCP first: UDP is
+      # asked again only when an answer shrinks.
+      assert ConsulDns.queries(consul).udp - polls_before.udp <= 2
 
       # Ten instances go for good: exactly those are pruned, within
       # disconnect_after polls (one more for the poll in flight at the
       # change), counted in queries, one a poll: time stretches under load.
       {gone, staying} = Enum.split(all, 10)
-      asked = fn -> consul |> ConsulDns.queries() |> then(&(&1.udp + &1.tcp)) end
       before = asked.()
       ConsulDns.set(consul, @service, staying)
       expected = Enum.sort(Enum.map(gone, &node_of/1))
@@ -108,43 +108,51 @@ defmodule Caravan.Cluster.FleetTest do
       # Counted as the first disconnect arrives: the poll that made it.
       assert asked.() - before <= 3 + 1
       assert Enum.sort([first | await_disconnects(length(expected) - 1, 5_000)]) == expected
-      Process.sleep(10 * @poll)
+      after_prune = asked.()
+      wait_until(fn -> asked.() - after_prune >= 10 end, 10 * @poll * 10)
+      assert disconnects() == []
+    end)
+  end
+
+  test "when TCP fails after polls moved to it, UDP answers still join newcomers and drop nobody" do
+    consul = ConsulDns.start!()
+    all = instances(1..120)
+    ConsulDns.set(consul, @service, all)
+
+    capture_log(fn ->
+      connected = start(nameservers: [ConsulDns.nameserver(consul)], disconnect_after: 2)
+      wait_until(fn -> length(Agent.get(connected, & &1)) == 120 end, 10_000)
+      # Polls ask over TCP first now; TCP starts failing, and a newcomer
+      # registers: it is in about two UDP answers of three.
+      ConsulDns.tcp(consul, :servfail)
+      newcomer = {{127, 9, 0, 1}, 4001}
+      ConsulDns.set(consul, @service, [newcomer | all])
+      node = node_of(newcomer)
+      assert_receive {:connect, ^node}, 30 * @poll * 5
+      before = ConsulDns.srv_queries(consul)
+      wait_until(fn -> ConsulDns.srv_queries(consul) - before >= 20 end, 20 * @poll * 10)
       assert disconnects() == []
     end)
   end
 
   test "A/AAAA follow-ups failing for 10 polls disconnect nobody" do
-    failing = :atomics.new(1, [])
-
-    answer = fn query ->
-      {:ok, msg} = :inet_dns.decode(query)
-      [q] = :inet_dns.msg(msg, :qdlist)
-      name = to_string(:inet_dns.dns_query(q, :domain))
-
-      cond do
-        String.starts_with?(name, "fleet.") ->
-          records = for i <- 1..4, do: {@query, :srv, {1, 1, 4001, ~c"n#{i}.example"}}
-          RawDnsServer.response(query, records, [])
-
-        :atomics.get(failing, 1) == 1 ->
-          RawDnsServer.rcode_reply(query, :servfail)
-
-        :inet_dns.dns_query(q, :type) == :a ->
-          "n" <> <<i, _::binary>> = name
-          RawDnsServer.response(query, [{name, :a, {127, 2, 0, i - ?0}}], [])
-
-        true ->
-          RawDnsServer.response(query, [], [])
-      end
-    end
-
-    ns = RawDnsServer.nameserver(RawDnsServer.start!(answer: answer))
+    # Instances registered with host names: Consul's SRV answer carries
+    # their addresses only while its recursors answer; when they fail, it
+    # has no glue and the A/AAAA follow-ups get SERVFAIL.
+    consul = ConsulDns.start!()
+    hosts = for i <- 1..4, into: %{}, do: {"n#{i}.example", {127, 2, 0, i}}
+    ConsulDns.set(consul, @service, for(host <- Map.keys(hosts), do: {host, 4001}))
+    ConsulDns.recursors(consul, hosts)
 
     capture_log(fn ->
-      connected = start(nameservers: [ns], disconnect_after: 2, timeout: 500)
+      connected =
+        start(nameservers: [ConsulDns.nameserver(consul)], disconnect_after: 2, timeout: 500)
+
       wait_until(fn -> length(Agent.get(connected, & &1)) == 4 end, 5_000)
-      :atomics.put(failing, 1, 1)
-      Process.sleep(10 * @poll)
+      ConsulDns.recursors(consul, :failing)
+      # 10 polls, each an SRV query and its failing follow-ups.
+      before = ConsulDns.srv_queries(consul)
+      wait_until(fn -> ConsulDns.srv_queries(consul) - before >= 10 end, 10 * @poll * 10)
       assert disconnects() == []
       assert length(Agent.get(connected, & &1)) == 4
     end)
@@ -163,10 +171,13 @@ defmodule Caravan.Cluster.FleetTest do
       )
 
       # The stalled peers fill every connect slot, poll after poll.
-      Process.sleep(5 * 200)
+      wait_until(fn -> length(FakeDns.calls(@query)) >= 5 end, 5 * 200 * 10)
       drain_connects()
       FakeDns.set(@query, [{:ok, stalled() ++ [record(5000, "healthy")]}])
-      assert_receive {:connect, :"app-5000@healthy"}, 1_500
+      polls = length(FakeDns.calls(@query))
+      assert_receive {:connect, :"app-5000@healthy"}, 10 * 200
+      # Within 2 polls, counted in lookups (one may have been in flight).
+      assert length(FakeDns.calls(@query)) - polls <= 2 + 1
     end)
   end
 
@@ -184,8 +195,11 @@ defmodule Caravan.Cluster.FleetTest do
         for _ <- 1..10, do: assert_receive({:connect, _}, 1_000)
         honest = record(5000, "honest-#{topology}")
         FakeDns.set(@query, [{:ok, [honest]}])
+        polls = length(FakeDns.calls(@query))
         honest_node = :"app-5000@honest-#{topology}"
-        assert_receive {:connect, ^honest_node}, 1_000
+        assert_receive {:connect, ^honest_node}, 10 * @poll
+        # At the next poll (one more may have been in flight at the change).
+        assert length(FakeDns.calls(@query)) - polls <= 1 + 1
       end)
 
     assert log =~ "90 new node name(s) left for later polls: at most max_new_names (10)"
@@ -242,17 +256,23 @@ defmodule Caravan.Cluster.FleetTest do
         start(dns_client: FakeDns, node_host: :target, timeout: 200)
         pid = Process.get(:strategy)
         assert_receive {:connect, :"app-4001@a"}, 1_000
+        # The second lookup hangs; from its start until the next poll the
+        # strategy answers, and the next poll runs within 2 * poll_interval
+        # + the deadline (timeout 200 + 1,000 ms), allowing 250 ms for load.
+        wait_until(fn -> length(FakeDns.calls(@query)) >= 2 end, 2_000)
+        hung_at = System.monotonic_time(:millisecond)
 
-        for _ <- 1..10 do
-          assert %{lookup: _} = :sys.get_state(pid, 1_000)
-          Process.sleep(100)
-        end
+        samples =
+          Stream.repeatedly(fn ->
+            assert %{lookup: _} = :sys.get_state(pid, 1_000)
+            Process.sleep(50)
+            length(FakeDns.calls(@query))
+          end)
+          |> Enum.take_while(&(&1 < 3))
+          |> length()
 
-        # Deadline 200 + 1000 ms: the next poll runs within
-        # 2 * poll_interval + the deadline of the hung one.
-        calls = length(FakeDns.calls(@query))
-        Process.sleep(2 * @poll + 200 + 1_000)
-        assert length(FakeDns.calls(@query)) > calls
+        assert System.monotonic_time(:millisecond) - hung_at <= 2 * @poll + 1_200 + 250
+        assert samples >= 10
         assert disconnects() == []
       end)
 
