@@ -2,7 +2,7 @@
 # Consul and what each node pays, for Caravan and for a libcluster-style
 # baseline (Caravan.Bench.LibclusterPoll) on the same nodes, in one run.
 #
-#   mix run bench/fleet.exs            # the full run (about 9 minutes on 2 cores)
+#   mix run bench/fleet.exs            # the full run (about 7 minutes on 2 cores)
 #   mix run bench/fleet.exs --quick    # every figure, tiny (N = 4; the smoke test)
 #
 # Nodes are OS processes with Caravan's flags, one port (25500) and one
