@@ -51,6 +51,17 @@ defmodule Caravan.Cluster.FleetTest do
     connected
   end
 
+  # `count` instances behind the Consul fixture, all connected by a strategy
+  # started with `config`.
+  defp joined_fleet(count, config) do
+    consul = ConsulDns.start!()
+    all = instances(1..count)
+    ConsulDns.set(consul, @service, all)
+    connected = start([nameservers: [ConsulDns.nameserver(consul)]] ++ config)
+    wait_until(fn -> length(Agent.get(connected, & &1)) == count end, 10_000)
+    {consul, all, connected}
+  end
+
   defp instances(range), do: for(i <- range, do: {{127, 1, div(i, 200), rem(i, 200) + 1}, 4001})
   defp node_of({{a, b, c, d}, port}), do: :"app-#{port}@#{a}.#{b}.#{c}.#{d}"
 
@@ -79,13 +90,8 @@ defmodule Caravan.Cluster.FleetTest do
   end
 
   test "150 instances behind trimmed, shuffled UDP answers: all joined, none wrongly dropped, the removed pruned on time" do
-    consul = ConsulDns.start!()
-    all = instances(1..150)
-    ConsulDns.set(consul, @service, all)
-
     capture_log(fn ->
-      connected = start(nameservers: [ConsulDns.nameserver(consul)], disconnect_after: 3)
-      wait_until(fn -> length(Agent.get(connected, & &1)) == 150 end, 10_000)
+      {consul, all, connected} = joined_fleet(150, disconnect_after: 3)
       # 40 polls, counted in queries answered (one a poll once polls ask
       # over TCP first; time stretches under load).
       polls_before = ConsulDns.queries(consul)
@@ -115,13 +121,8 @@ defmodule Caravan.Cluster.FleetTest do
   end
 
   test "when TCP fails after polls moved to it, UDP answers still join newcomers and drop nobody" do
-    consul = ConsulDns.start!()
-    all = instances(1..120)
-    ConsulDns.set(consul, @service, all)
-
     capture_log(fn ->
-      connected = start(nameservers: [ConsulDns.nameserver(consul)], disconnect_after: 2)
-      wait_until(fn -> length(Agent.get(connected, & &1)) == 120 end, 10_000)
+      {consul, all, connected} = joined_fleet(120, disconnect_after: 2)
       # Polls ask over TCP first now; TCP starts failing, and a newcomer
       # registers: it is in about two UDP answers of three.
       ConsulDns.tcp(consul, :servfail)
@@ -132,6 +133,7 @@ defmodule Caravan.Cluster.FleetTest do
       before = ConsulDns.srv_queries(consul)
       wait_until(fn -> ConsulDns.srv_queries(consul) - before >= 20 end, 20 * @poll * 10)
       assert disconnects() == []
+      assert length(Agent.get(connected, & &1)) == 121
     end)
   end
 
